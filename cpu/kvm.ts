@@ -1,0 +1,472 @@
+/**
+ * The KVM API, one function per ioctl. Callable from any thread: each call
+ * uses the calling thread's libc handle. A failing ioctl throws
+ * {@linkcode KvmError} naming the ioctl and the errno text.
+ *
+ * Source: Documentation/virt/kvm/api.rst.
+ *
+ * @module
+ */
+import { cString, EACCES, ENOENT, libc, MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE } from "./libc.ts";
+import {
+  IOCTL,
+  type IoctlName,
+  KVM_API_VERSION,
+  KVM_CPUID2_STRUCT,
+  KVM_CPUID_ENTRY2_STRUCT,
+  KVM_ENABLE_CAP_STRUCT,
+  KVM_IRQ_LEVEL_STRUCT,
+  KVM_IRQ_ROUTING_ENTRY_STRUCT,
+  KVM_IRQ_ROUTING_IRQCHIP,
+  KVM_IRQ_ROUTING_MSI,
+  KVM_IRQ_ROUTING_STRUCT,
+  KVM_LAPIC_STATE_STRUCT,
+  KVM_MP_STATE_STRUCT,
+  KVM_MSI_STRUCT,
+  KVM_MSR_ENTRY_STRUCT,
+  KVM_MSRS_STRUCT,
+  KVM_PIT_CONFIG_STRUCT,
+  KVM_REGS_STRUCT,
+  KVM_RUN_STRUCT,
+  KVM_SREGS_STRUCT,
+  KVM_TRANSLATION_STRUCT,
+  KVM_USERSPACE_MEMORY_REGION_STRUCT,
+  KVM_VCPU_EVENTS_STRUCT,
+} from "./kvm_abi.ts";
+import { decodeRegs, decodeSregs, encodeRegs, encodeSregs, type Regs, type Sregs } from "./regs.ts";
+
+/** A failed KVM ioctl: which one, and why. */
+export class KvmError extends Error {
+  /** The ioctl's kernel name, e.g. KVM_CREATE_VM. */
+  readonly ioctl: string;
+  /** The errno value. */
+  readonly errno: number;
+
+  /** Builds the error from the ioctl name and errno. */
+  constructor(ioctl: string, errno: number, detail?: string) {
+    super(`${ioctl} failed: ${libc().strerror(errno)}${detail ? ` (${detail})` : ""}`);
+    this.name = "KvmError";
+    this.ioctl = ioctl;
+    this.errno = errno;
+  }
+}
+
+/** /dev/kvm is missing or cannot be opened; the message says how to fix it. */
+export class KvmUnavailableError extends Error {
+  /** Builds the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "KvmUnavailableError";
+  }
+}
+
+function check(name: IoctlName, r: number, detail?: string): number {
+  if (r < 0) throw new KvmError(name, libc().errno(), detail);
+  return r;
+}
+
+function ioctlInt(fd: number, name: IoctlName, arg = 0): number {
+  return check(name, libc().fn.ioctl(fd, IOCTL[name], arg));
+}
+
+function ioctlBuf(fd: number, name: IoctlName, buf: Uint8Array, detail?: string): number {
+  return check(name, libc().fn.ioctlBuf(fd, IOCTL[name], buf), detail);
+}
+
+// --- /dev/kvm --------------------------------------------------------------
+
+/**
+ * Opens /dev/kvm and checks the API version. A missing device or a
+ * permission problem becomes a {@linkcode KvmUnavailableError} whose one-line
+ * message says how to fix it.
+ */
+export function openKvm(path = "/dev/kvm"): number {
+  const c = libc();
+  const fd = c.fn.open(cString(path), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) {
+    const e = c.errno();
+    if (e === ENOENT) {
+      throw new KvmUnavailableError(
+        `${path} does not exist: load KVM (modprobe kvm_intel or kvm_amd) and enable VT-x/AMD-V in the firmware`,
+      );
+    }
+    if (e === EACCES) {
+      throw new KvmUnavailableError(
+        `no permission to open ${path}: add your user to its group (sudo usermod -aG kvm $USER, then log in again) or run as root`,
+      );
+    }
+    throw new KvmUnavailableError(`cannot open ${path}: ${c.strerror(e)}`);
+  }
+  const version = ioctlInt(fd, "KVM_GET_API_VERSION");
+  if (version !== KVM_API_VERSION) {
+    c.fn.close(fd);
+    throw new KvmUnavailableError(`${path} speaks KVM API ${version}; dhyve needs ${KVM_API_VERSION}`);
+  }
+  return fd;
+}
+
+/** KVM_CHECK_EXTENSION: 0 when absent, else a capability-specific value. */
+export function checkExtension(fd: number, cap: number): number {
+  return ioctlInt(fd, "KVM_CHECK_EXTENSION", cap);
+}
+
+/** KVM_GET_VCPU_MMAP_SIZE: the size of each vCPU's kvm_run mapping. */
+export function getVcpuMmapSize(kvmFd: number): number {
+  return ioctlInt(kvmFd, "KVM_GET_VCPU_MMAP_SIZE");
+}
+
+/** One CPUID leaf as KVM stores it. */
+export interface CpuidEntry {
+  function: number;
+  index: number;
+  flags: number;
+  eax: number;
+  ebx: number;
+  ecx: number;
+  edx: number;
+}
+
+function encodeCpuid(entries: readonly CpuidEntry[]): Uint8Array {
+  const E = KVM_CPUID_ENTRY2_STRUCT;
+  const buf = new Uint8Array(KVM_CPUID2_STRUCT.size + entries.length * E.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(KVM_CPUID2_STRUCT.o.nent, entries.length, true);
+  entries.forEach((e, i) => {
+    const at = KVM_CPUID2_STRUCT.o.entries + i * E.size;
+    dv.setUint32(at + E.o.function, e.function >>> 0, true);
+    dv.setUint32(at + E.o.index, e.index >>> 0, true);
+    dv.setUint32(at + E.o.flags, e.flags >>> 0, true);
+    dv.setUint32(at + E.o.eax, e.eax >>> 0, true);
+    dv.setUint32(at + E.o.ebx, e.ebx >>> 0, true);
+    dv.setUint32(at + E.o.ecx, e.ecx >>> 0, true);
+    dv.setUint32(at + E.o.edx, e.edx >>> 0, true);
+  });
+  return buf;
+}
+
+/** KVM_GET_SUPPORTED_CPUID: the leaves KVM can present to a guest. */
+export function getSupportedCpuid(kvmFd: number): CpuidEntry[] {
+  const E = KVM_CPUID_ENTRY2_STRUCT;
+  for (let n = 256; n <= 4096; n *= 2) {
+    const buf = new Uint8Array(KVM_CPUID2_STRUCT.size + n * E.size);
+    const dv = new DataView(buf.buffer);
+    dv.setUint32(0, n, true);
+    const r = libc().fn.ioctlBuf(kvmFd, IOCTL.KVM_GET_SUPPORTED_CPUID, buf);
+    if (r < 0) {
+      const e = libc().errno();
+      if (e === 7 /* E2BIG */) continue;
+      throw new KvmError("KVM_GET_SUPPORTED_CPUID", e);
+    }
+    const nent = dv.getUint32(KVM_CPUID2_STRUCT.o.nent, true);
+    const out: CpuidEntry[] = [];
+    for (let i = 0; i < nent; i++) {
+      const at = KVM_CPUID2_STRUCT.o.entries + i * E.size;
+      out.push({
+        function: dv.getUint32(at + E.o.function, true),
+        index: dv.getUint32(at + E.o.index, true),
+        flags: dv.getUint32(at + E.o.flags, true),
+        eax: dv.getUint32(at + E.o.eax, true),
+        ebx: dv.getUint32(at + E.o.ebx, true),
+        ecx: dv.getUint32(at + E.o.ecx, true),
+        edx: dv.getUint32(at + E.o.edx, true),
+      });
+    }
+    return out;
+  }
+  throw new KvmError("KVM_GET_SUPPORTED_CPUID", 7, "more than 4096 entries");
+}
+
+// --- VM ----------------------------------------------------------------------
+
+/** KVM_CREATE_VM (machine type 0). */
+export function createVm(kvmFd: number): number {
+  return ioctlInt(kvmFd, "KVM_CREATE_VM", 0);
+}
+
+/** KVM_SET_USER_MEMORY_REGION: maps guest-physical [gpa, gpa+size) to host memory. */
+export function setUserMemoryRegion(
+  vmFd: number,
+  slot: number,
+  gpa: number,
+  size: number,
+  hostAddress: bigint,
+  flags = 0,
+): void {
+  const S = KVM_USERSPACE_MEMORY_REGION_STRUCT;
+  const buf = new Uint8Array(S.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(S.o.slot, slot, true);
+  dv.setUint32(S.o.flags, flags, true);
+  dv.setBigUint64(S.o.guestPhysAddr, BigInt(gpa), true);
+  dv.setBigUint64(S.o.memorySize, BigInt(size), true);
+  dv.setBigUint64(S.o.userspaceAddr, hostAddress, true);
+  ioctlBuf(vmFd, "KVM_SET_USER_MEMORY_REGION", buf, `slot ${slot} at 0x${gpa.toString(16)}`);
+}
+
+/** KVM_SET_TSS_ADDR: three pages of guest-physical space KVM needs on Intel. */
+export function setTssAddr(vmFd: number, gpa: number): void {
+  ioctlInt(vmFd, "KVM_SET_TSS_ADDR", gpa);
+}
+
+/** KVM_SET_IDENTITY_MAP_ADDR: one page for the real-mode identity map on Intel. */
+export function setIdentityMapAddr(vmFd: number, gpa: number): void {
+  const buf = new Uint8Array(8);
+  new DataView(buf.buffer).setBigUint64(0, BigInt(gpa), true);
+  ioctlBuf(vmFd, "KVM_SET_IDENTITY_MAP_ADDR", buf);
+}
+
+/** KVM_CREATE_IRQCHIP: in-kernel LAPICs, IOAPIC and the 8259 pair. */
+export function createIrqchip(vmFd: number): void {
+  ioctlInt(vmFd, "KVM_CREATE_IRQCHIP");
+}
+
+/** KVM_PIT_SPEAKER_DUMMY: port 0x61 reads are answered by KVM. */
+export const KVM_PIT_SPEAKER_DUMMY = 1;
+
+/** KVM_CREATE_PIT2: the in-kernel 8254. */
+export function createPit2(vmFd: number, flags = 0): void {
+  const buf = new Uint8Array(KVM_PIT_CONFIG_STRUCT.size);
+  new DataView(buf.buffer).setUint32(KVM_PIT_CONFIG_STRUCT.o.flags, flags, true);
+  ioctlBuf(vmFd, "KVM_CREATE_PIT2", buf);
+}
+
+/** KVM_SET_BOOT_CPU_ID: which vCPU id is the BSP (before any vCPU exists). */
+export function setBootCpuId(vmFd: number, id: number): void {
+  ioctlInt(vmFd, "KVM_SET_BOOT_CPU_ID", id);
+}
+
+/** KVM_ENABLE_CAP on a VM or vCPU fd. */
+export function enableCap(fd: number, cap: number, args: readonly bigint[] = []): void {
+  const S = KVM_ENABLE_CAP_STRUCT;
+  const buf = new Uint8Array(S.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(S.o.cap, cap, true);
+  args.forEach((a, i) => dv.setBigUint64(S.o.args + 8 * i, a, true));
+  ioctlBuf(fd, "KVM_ENABLE_CAP", buf, `cap ${cap}`);
+}
+
+/**
+ * Reusable KVM_IRQ_LINE argument buffers, one per thread (module state is
+ * per Worker), so raising an interrupt allocates nothing.
+ */
+const irqLevelBuf = new Uint8Array(KVM_IRQ_LEVEL_STRUCT.size);
+const irqLevelView = new DataView(irqLevelBuf.buffer);
+
+/** KVM_IRQ_LINE: drives GSI `gsi` to `level` (0 or 1). */
+export function irqLine(vmFd: number, gsi: number, level: number): void {
+  irqLevelView.setUint32(KVM_IRQ_LEVEL_STRUCT.o.irq, gsi, true);
+  irqLevelView.setUint32(KVM_IRQ_LEVEL_STRUCT.o.level, level, true);
+  ioctlBuf(vmFd, "KVM_IRQ_LINE", irqLevelBuf);
+}
+
+const msiBuf = new Uint8Array(KVM_MSI_STRUCT.size);
+const msiView = new DataView(msiBuf.buffer);
+
+/** KVM_SIGNAL_MSI: delivers one message-signalled interrupt. Returns >0 if delivered. */
+export function signalMsi(vmFd: number, address: number, data: number): number {
+  msiView.setUint32(KVM_MSI_STRUCT.o.addressLo, address >>> 0, true);
+  msiView.setUint32(KVM_MSI_STRUCT.o.addressHi, Math.floor(address / 2 ** 32) >>> 0, true);
+  msiView.setUint32(KVM_MSI_STRUCT.o.data, data >>> 0, true);
+  return ioctlBuf(vmFd, "KVM_SIGNAL_MSI", msiBuf);
+}
+
+/** One GSI routing entry: to an irqchip pin, or to an MSI. */
+export type GsiRoute =
+  | { gsi: number; kind: "irqchip"; irqchip: number; pin: number }
+  | { gsi: number; kind: "msi"; address: number; data: number };
+
+/** KVM_SET_GSI_ROUTING: replaces the whole GSI routing table. */
+export function setGsiRouting(vmFd: number, routes: readonly GsiRoute[]): void {
+  const H = KVM_IRQ_ROUTING_STRUCT;
+  const E = KVM_IRQ_ROUTING_ENTRY_STRUCT;
+  const buf = new Uint8Array(H.size + routes.length * E.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(H.o.nr, routes.length, true);
+  routes.forEach((r, i) => {
+    const at = H.o.entries + i * E.size;
+    dv.setUint32(at + E.o.gsi, r.gsi, true);
+    if (r.kind === "irqchip") {
+      dv.setUint32(at + E.o.type, KVM_IRQ_ROUTING_IRQCHIP, true);
+      dv.setUint32(at + E.o.irqchip, r.irqchip, true);
+      dv.setUint32(at + E.o.pin, r.pin, true);
+    } else {
+      dv.setUint32(at + E.o.type, KVM_IRQ_ROUTING_MSI, true);
+      dv.setUint32(at + E.o.msiAddressLo, r.address >>> 0, true);
+      dv.setUint32(at + E.o.msiAddressHi, Math.floor(r.address / 2 ** 32) >>> 0, true);
+      dv.setUint32(at + E.o.msiData, r.data >>> 0, true);
+    }
+  });
+  ioctlBuf(vmFd, "KVM_SET_GSI_ROUTING", buf, `${routes.length} routes`);
+}
+
+// --- vCPU --------------------------------------------------------------------
+
+/** KVM_CREATE_VCPU: `id` is also the vCPU's initial APIC ID on x86. */
+export function createVcpu(vmFd: number, id: number): number {
+  return check("KVM_CREATE_VCPU", libc().fn.ioctl(vmFd, IOCTL.KVM_CREATE_VCPU, id), `id ${id}`);
+}
+
+/** The kvm_run page of a vCPU, mapped into this process. */
+export interface RunPage {
+  /** The host address of the mapping. */
+  readonly pointer: Deno.PointerObject;
+  /** The whole mapping (kvm_run followed by the PIO data page). */
+  readonly bytes: Uint8Array;
+  /** A DataView over {@linkcode RunPage.bytes}. */
+  readonly view: DataView;
+}
+
+/** mmap()s a vCPU's kvm_run structure (shared with the kernel). */
+export function mapRunPage(vcpuFd: number, mmapSize: number): RunPage {
+  const c = libc();
+  const p = c.fn.mmap(null, mmapSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpuFd, 0n);
+  if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
+    throw new KvmError("mmap(kvm_run)", c.errno());
+  }
+  const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, mmapSize));
+  if (mmapSize < KVM_RUN_STRUCT.size) throw new Error(`kvm_run mapping too small: ${mmapSize}`);
+  return { pointer: p, bytes, view: new DataView(bytes.buffer) };
+}
+
+/** Unmaps a kvm_run page. */
+export function unmapRunPage(page: RunPage): void {
+  libc().fn.munmap(page.pointer, page.bytes.length);
+}
+
+/**
+ * KVM_RUN: returns 0, or the negated errno (-EINTR after a kick) without
+ * throwing, because the run loop handles those itself. It is the hot path.
+ */
+export function run(vcpuFd: number): number {
+  const c = libc();
+  const r = c.fn.ioctl(vcpuFd, IOCTL.KVM_RUN, 0);
+  return r < 0 ? -c.errno() : r;
+}
+
+/** KVM_GET_REGS. */
+export function getRegs(vcpuFd: number): Regs {
+  const buf = new Uint8Array(KVM_REGS_STRUCT.size);
+  ioctlBuf(vcpuFd, "KVM_GET_REGS", buf);
+  return decodeRegs(buf);
+}
+
+/** KVM_SET_REGS. */
+export function setRegs(vcpuFd: number, regs: Regs): void {
+  ioctlBuf(vcpuFd, "KVM_SET_REGS", encodeRegs(regs));
+}
+
+/** KVM_GET_SREGS. */
+export function getSregs(vcpuFd: number): Sregs {
+  const buf = new Uint8Array(KVM_SREGS_STRUCT.size);
+  ioctlBuf(vcpuFd, "KVM_GET_SREGS", buf);
+  return decodeSregs(buf);
+}
+
+/** KVM_SET_SREGS. */
+export function setSregs(vcpuFd: number, sregs: Sregs): void {
+  ioctlBuf(vcpuFd, "KVM_SET_SREGS", encodeSregs(sregs));
+}
+
+/** KVM_SET_CPUID2: the CPUID table this vCPU's guest sees. */
+export function setCpuid2(vcpuFd: number, entries: readonly CpuidEntry[]): void {
+  ioctlBuf(vcpuFd, "KVM_SET_CPUID2", encodeCpuid(entries), `${entries.length} entries`);
+}
+
+/** KVM_SET_MSRS: writes MSRs; throws unless all were written. */
+export function setMsrs(vcpuFd: number, msrs: ReadonlyArray<readonly [index: number, value: bigint]>): void {
+  const E = KVM_MSR_ENTRY_STRUCT;
+  const buf = new Uint8Array(KVM_MSRS_STRUCT.size + msrs.length * E.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(KVM_MSRS_STRUCT.o.nmsrs, msrs.length, true);
+  msrs.forEach(([index, value], i) => {
+    const at = KVM_MSRS_STRUCT.o.entries + i * E.size;
+    dv.setUint32(at + E.o.index, index, true);
+    dv.setBigUint64(at + E.o.data, value, true);
+  });
+  const n = ioctlBuf(vcpuFd, "KVM_SET_MSRS", buf);
+  if (n !== msrs.length) {
+    const bad = msrs[n][0];
+    throw new KvmError("KVM_SET_MSRS", 22, `MSR 0x${bad.toString(16)} rejected`);
+  }
+}
+
+/** KVM_GET_MSRS: reads MSRs; an MSR KVM does not know ends the list early. */
+export function getMsrs(vcpuFd: number, indices: readonly number[]): Map<number, bigint> {
+  const E = KVM_MSR_ENTRY_STRUCT;
+  const buf = new Uint8Array(KVM_MSRS_STRUCT.size + indices.length * E.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(KVM_MSRS_STRUCT.o.nmsrs, indices.length, true);
+  indices.forEach((index, i) => dv.setUint32(KVM_MSRS_STRUCT.o.entries + i * E.size + E.o.index, index, true));
+  const n = ioctlBuf(vcpuFd, "KVM_GET_MSRS", buf);
+  const out = new Map<number, bigint>();
+  for (let i = 0; i < n; i++) {
+    const at = KVM_MSRS_STRUCT.o.entries + i * E.size;
+    out.set(dv.getUint32(at + E.o.index, true), dv.getBigUint64(at + E.o.data, true));
+  }
+  return out;
+}
+
+/** KVM_GET_LAPIC: the 1 KiB in-kernel LAPIC register page. */
+export function getLapic(vcpuFd: number): Uint8Array {
+  const buf = new Uint8Array(KVM_LAPIC_STATE_STRUCT.size);
+  ioctlBuf(vcpuFd, "KVM_GET_LAPIC", buf);
+  return buf;
+}
+
+/** KVM_SET_LAPIC. */
+export function setLapic(vcpuFd: number, page: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_SET_LAPIC", page);
+}
+
+/** KVM_GET_MP_STATE. */
+export function getMpState(vcpuFd: number): number {
+  const buf = new Uint8Array(KVM_MP_STATE_STRUCT.size);
+  ioctlBuf(vcpuFd, "KVM_GET_MP_STATE", buf);
+  return new DataView(buf.buffer).getUint32(0, true);
+}
+
+/** KVM_SET_MP_STATE. */
+export function setMpState(vcpuFd: number, state: number): void {
+  const buf = new Uint8Array(KVM_MP_STATE_STRUCT.size);
+  new DataView(buf.buffer).setUint32(0, state, true);
+  ioctlBuf(vcpuFd, "KVM_SET_MP_STATE", buf);
+}
+
+/** KVM_GET_VCPU_EVENTS: the raw 64-byte kvm_vcpu_events. */
+export function getVcpuEvents(vcpuFd: number): Uint8Array {
+  const buf = new Uint8Array(KVM_VCPU_EVENTS_STRUCT.size);
+  ioctlBuf(vcpuFd, "KVM_GET_VCPU_EVENTS", buf);
+  return buf;
+}
+
+/** KVM_SET_VCPU_EVENTS. */
+export function setVcpuEvents(vcpuFd: number, events: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_SET_VCPU_EVENTS", events);
+}
+
+/** KVM_NMI: queues an NMI on the vCPU's LAPIC. */
+export function nmi(vcpuFd: number): void {
+  ioctlInt(vcpuFd, "KVM_NMI");
+}
+
+/** KVM_TRANSLATE: a guest linear address through the vCPU's current paging mode. */
+export function translate(
+  vcpuFd: number,
+  linear: bigint,
+): { physical: bigint; valid: boolean; writeable: boolean } {
+  const S = KVM_TRANSLATION_STRUCT;
+  const buf = new Uint8Array(S.size);
+  const dv = new DataView(buf.buffer);
+  dv.setBigUint64(S.o.linearAddress, linear, true);
+  ioctlBuf(vcpuFd, "KVM_TRANSLATE", buf);
+  return {
+    physical: dv.getBigUint64(S.o.physicalAddress, true),
+    valid: dv.getUint8(S.o.valid) !== 0,
+    writeable: dv.getUint8(S.o.writeable) !== 0,
+  };
+}
+
+/** Closes a KVM file descriptor (VM, vCPU or /dev/kvm). */
+export function closeFd(fd: number): void {
+  libc().fn.close(fd);
+}

@@ -1,0 +1,185 @@
+/**
+ * The libc functions dhyve calls through Deno FFI, and the only place in
+ * dhyve besides `cpu/kvm.ts` that handles raw pointers.
+ *
+ * Every thread (the main thread and each vCPU Worker) opens its own handle
+ * with {@linkcode libc}: FFI symbols cannot cross Workers. `ioctl` is variadic
+ * in C; it is bound here under fixed-arity aliases (integer argument or
+ * buffer argument), which is sound on x86-64 SysV because the callee reads
+ * its third argument from the same register either way.
+ *
+ * `errno` is thread-local: {@linkcode Libc.errno} reads the calling thread's
+ * copy through a view made once per thread, right after the failing call and
+ * before anything else can run on that thread.
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  /** ioctl(fd, request, unsigned long arg) */
+  ioctl: { parameters: ["i32", "usize", "usize"], result: "i32" },
+  /** ioctl(fd, request, void *arg) */
+  ioctlBuf: { parameters: ["i32", "usize", "buffer"], result: "i32", name: "ioctl" },
+  mmap: {
+    parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"],
+    result: "pointer",
+  },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
+  getpid: { parameters: [], result: "i32" },
+  /** syscall(nr, a0, a1, a2): gettid and tgkill have no glibc 2.36 wrapper in every build */
+  syscall3: { parameters: ["i64", "i64", "i64", "i64"], result: "i64", name: "syscall" },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror_r: { parameters: ["i32", "buffer", "usize"], result: "pointer", name: "__xpg_strerror_r" },
+  isatty: { parameters: ["i32"], result: "i32" },
+} as const;
+
+/** mmap(2) protections and flags (linux/mman.h, x86-64). */
+export const PROT_NONE = 0;
+/** Pages may be read. */
+export const PROT_READ = 1;
+/** Pages may be written. */
+export const PROT_WRITE = 2;
+/** Changes are shared (used for the kvm_run page of a vCPU fd). */
+export const MAP_SHARED = 0x01;
+/** Changes are private. */
+export const MAP_PRIVATE = 0x02;
+/** Place the mapping exactly at the given address. */
+export const MAP_FIXED = 0x10;
+/** Not backed by a file. */
+export const MAP_ANONYMOUS = 0x20;
+/** Do not reserve swap space: RAM is committed page by page on first touch. */
+export const MAP_NORESERVE = 0x4000;
+/** madvise: the pages may be freed; anonymous memory reads back as zeros. */
+export const MADV_DONTNEED = 4;
+
+/** open(2) flags. */
+export const O_RDONLY = 0;
+/** Open for reading and writing. */
+export const O_RDWR = 2;
+/** Close the descriptor on exec. */
+export const O_CLOEXEC = 0o2000000;
+
+const SYS_gettid = 186n;
+const SYS_tgkill = 234n;
+const CLOCK_MONOTONIC = 1;
+
+/** Signal numbers used by dhyve (x86-64 Linux). */
+export const SIGUSR1 = 10;
+
+/** Symbolic names of the errno values dhyve is likely to meet (asm-generic/errno-base.h). */
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  4: "EINTR",
+  5: "EIO",
+  7: "E2BIG",
+  9: "EBADF",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  16: "EBUSY",
+  17: "EEXIST",
+  19: "ENODEV",
+  22: "EINVAL",
+  24: "EMFILE",
+  25: "ENOTTY",
+  28: "ENOSPC",
+  95: "EOPNOTSUPP",
+};
+
+/** errno values dhyve branches on. */
+export const EINTR = 4;
+/** Resource temporarily unavailable. */
+export const EAGAIN = 11;
+/** Permission denied. */
+export const EACCES = 13;
+/** No such file or directory. */
+export const ENOENT = 2;
+
+type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+/** A per-thread libc handle with errno access. */
+export class Libc {
+  /** The raw FFI symbols. */
+  readonly fn: LibcSymbols;
+  readonly #errno: Deno.UnsafePointerView;
+  readonly #ts = new BigInt64Array(2);
+  readonly #tsBytes = new Uint8Array(this.#ts.buffer);
+
+  /** Opens libc for the calling thread. */
+  constructor() {
+    this.fn = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+    const p = this.fn.__errno_location();
+    if (p === null) throw new Error("libc: __errno_location returned NULL");
+    this.#errno = new Deno.UnsafePointerView(p);
+  }
+
+  /** The calling thread's errno. Read it immediately after the failing call. */
+  errno(): number {
+    return this.#errno.getInt32(0);
+  }
+
+  /** "ENOENT: No such file or directory" for an errno value. */
+  strerror(errno: number): string {
+    const buf = new Uint8Array(256);
+    this.fn.strerror_r(errno, buf, BigInt(buf.length));
+    const end = buf.indexOf(0);
+    const text = new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
+    const name = ERRNO_NAMES[errno];
+    return name ? `${name}: ${text}` : `errno ${errno}: ${text}`;
+  }
+
+  /** The kernel thread id of the calling thread. */
+  gettid(): number {
+    return Number(this.fn.syscall3(SYS_gettid, 0n, 0n, 0n));
+  }
+
+  /** Sends `sig` to thread `tid` of this process; returns false if the thread is gone. */
+  tgkill(tid: number, sig: number): boolean {
+    const pid = this.fn.getpid();
+    return this.fn.syscall3(SYS_tgkill, BigInt(pid), BigInt(tid), BigInt(sig)) === 0n;
+  }
+
+  /** CLOCK_MONOTONIC in nanoseconds; the same clock in every thread. */
+  monotonicNs(): number {
+    this.fn.clock_gettime(CLOCK_MONOTONIC, this.#tsBytes);
+    return Number(this.#ts[0]) * 1e9 + Number(this.#ts[1]);
+  }
+
+  /** Writes all of `bytes` to `fd`, retrying on EINTR and short writes. */
+  writeAll(fd: number, bytes: Uint8Array): void {
+    let off = 0;
+    while (off < bytes.length) {
+      const chunk = off === 0 ? bytes : bytes.subarray(off);
+      const n = Number(this.fn.write(fd, chunk, BigInt(chunk.length)));
+      if (n < 0) {
+        const e = this.errno();
+        if (e === EINTR || e === EAGAIN) continue;
+        throw new Error(`write(fd ${fd}): ${this.strerror(e)}`);
+      }
+      off += n;
+    }
+  }
+}
+
+let shared: Libc | undefined;
+
+/** The calling thread's libc handle, opened on first use. */
+export function libc(): Libc {
+  return shared ??= new Libc();
+}
+
+/** A NUL-terminated UTF-8 copy of `s` for passing to C. */
+export function cString(s: string): Uint8Array {
+  const bytes = new TextEncoder().encode(s);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}

@@ -1,0 +1,276 @@
+/**
+ * Address-space buses: one for port I/O, one for MMIO. Ranges are named and
+ * may not overlap (inserting an overlapping range throws, naming both).
+ * Accesses nobody claims go to one default handler that counts them by
+ * address; reads return all ones, as a floating ISA/PCI bus does. In strict
+ * mode (bhyve's x86.strictio) an unclaimed access is fatal instead.
+ *
+ * @module
+ */
+import type { AccessSize, BusDevice } from "./device.ts";
+
+/** A claimed range on a bus. */
+export interface BusRange {
+  /** Unique name, e.g. "com1" or "pm1a-control". */
+  readonly name: string;
+  /** First address. */
+  readonly base: number;
+  /** Length in bytes. */
+  readonly length: number;
+  /** The device; it sees offsets from `base`. */
+  readonly device: BusDevice;
+  /**
+   * True when the device needs no VM device lock: its handlers touch only
+   * state that is safe without it (atomics or constants).
+   */
+  readonly lockFree?: boolean;
+}
+
+/** Serializes device accesses across threads (the VM's device lock). */
+export interface DeviceLock {
+  /** Takes the lock; blocks while another thread holds it. */
+  acquire(): void;
+  /** Releases the lock. */
+  release(): void;
+}
+
+/** Thrown in strict mode for an access nobody claims. */
+export class UnclaimedAccessError extends Error {
+  /** The bus ("pio" or "mmio"). */
+  readonly bus: string;
+  /** The address. */
+  readonly address: number;
+
+  /** Builds the error. */
+  constructor(bus: string, address: number, size: number, write: boolean, value?: number) {
+    const what = write ? `write of 0x${(value ?? 0).toString(16)}` : "read";
+    super(`unclaimed ${bus} ${size}-byte ${what} at 0x${address.toString(16)}`);
+    this.name = "UnclaimedAccessError";
+    this.bus = bus;
+    this.address = address;
+  }
+}
+
+/** Counts unclaimed accesses and decides what they do. */
+export interface UnclaimedPolicy {
+  /** Fatal when true. */
+  readonly strict: boolean;
+  /** Called once per unclaimed access (after the strict check). */
+  record(bus: "pio" | "mmio", address: number, size: number, write: boolean): void;
+}
+
+const NO_LOCK: DeviceLock = { acquire() {}, release() {} };
+
+/** The all-ones value of an access of `size` bytes. */
+export function allOnes(size: AccessSize): number {
+  return size >= 4 ? 0xffffffff : (1 << (size * 8)) - 1;
+}
+
+const MASK: Record<number, number> = { 1: 0xff, 2: 0xffff, 4: 0xffffffff, 8: 0xffffffff };
+
+abstract class Bus {
+  protected readonly ranges: BusRange[] = [];
+  protected readonly lock: DeviceLock;
+  protected readonly policy: UnclaimedPolicy;
+  abstract readonly kind: "pio" | "mmio";
+
+  constructor(lock: DeviceLock = NO_LOCK, policy: UnclaimedPolicy = { strict: false, record() {} }) {
+    this.lock = lock;
+    this.policy = policy;
+  }
+
+  /** Every range, sorted by base. */
+  list(): readonly BusRange[] {
+    return this.ranges;
+  }
+
+  protected checkInsert(r: BusRange, limit: number): void {
+    if (!Number.isSafeInteger(r.base) || !Number.isSafeInteger(r.length) || r.length <= 0 || r.base < 0) {
+      throw new Error(`${this.kind} range ${r.name}: bad base/length`);
+    }
+    if (r.base + r.length > limit) {
+      throw new Error(`${this.kind} range ${r.name} ends past 0x${limit.toString(16)}`);
+    }
+    for (const o of this.ranges) {
+      if (o.name === r.name) throw new Error(`${this.kind} range name ${r.name} is already used`);
+      if (r.base < o.base + o.length && o.base < r.base + r.length) {
+        throw new Error(
+          `${this.kind} range ${r.name} [0x${r.base.toString(16)}, +0x${r.length.toString(16)}) overlaps ${o.name} [0x${
+            o.base.toString(16)
+          }, +0x${o.length.toString(16)})`,
+        );
+      }
+    }
+  }
+
+  protected unclaimed(address: number, size: AccessSize, write: boolean, value?: number): number {
+    if (this.policy.strict) throw new UnclaimedAccessError(this.kind, address, size, write, value);
+    this.policy.record(this.kind, address, size, write);
+    return allOnes(size);
+  }
+
+  protected doRead(r: BusRange, offset: number, size: AccessSize): number {
+    if (r.lockFree) return r.device.read(offset, size);
+    this.lock.acquire();
+    try {
+      if (size === 8 && !r.device.read64) {
+        const lo = r.device.read(offset, 4);
+        const hi = r.device.read(offset + 4, 4);
+        return hi * 2 ** 32 + lo;
+      }
+      return r.device.read(offset, size);
+    } finally {
+      this.lock.release();
+    }
+  }
+
+  protected doWrite(r: BusRange, offset: number, size: AccessSize, value: number): void {
+    const v = size === 8 ? value : (value & MASK[size]) >>> 0;
+    if (r.lockFree) return r.device.write(offset, size, v);
+    this.lock.acquire();
+    try {
+      r.device.write(offset, size, v);
+    } finally {
+      this.lock.release();
+    }
+  }
+}
+
+/** The x86 port I/O space, 64 KiB of ports, with O(1) lookup. */
+export class PortBus extends Bus {
+  readonly kind = "pio" as const;
+  /** port -> 1 + index into `ranges`, 0 when unclaimed. */
+  readonly #map = new Uint16Array(0x10000);
+
+  /** Claims [base, base+length) for `device`. Throws on overlap. */
+  register(range: BusRange): void {
+    this.checkInsert(range, 0x10000);
+    this.ranges.push(range);
+    this.ranges.sort((a, b) => a.base - b.base);
+    this.#map.fill(0);
+    this.ranges.forEach((r, i) => this.#map.fill(i + 1, r.base, r.base + r.length));
+  }
+
+  /** The range that claims `port`, if any. */
+  find(port: number): BusRange | undefined {
+    const i = this.#map[port & 0xffff];
+    return i === 0 ? undefined : this.ranges[i - 1];
+  }
+
+  /**
+   * An IN of `size` bytes from `port`. Port accesses are decoded by their
+   * first port, as ISA decoding and bhyve do: a dword IN at 0xCF8 belongs to
+   * whoever claims 0xCF8, even though it spans 0xCF9 (the reset register,
+   * reached by a byte access). The device sees the offset and the size.
+   */
+  read(port: number, size: AccessSize): number {
+    const i = this.#map[port];
+    if (i !== 0) {
+      const r = this.ranges[i - 1];
+      return this.doRead(r, port - r.base, size);
+    }
+    return this.unclaimed(port, size, false);
+  }
+
+  /** An OUT of `size` bytes to `port`; decoded by the first port like {@linkcode PortBus.read}. */
+  write(port: number, size: AccessSize, value: number): void {
+    const i = this.#map[port];
+    if (i !== 0) {
+      const r = this.ranges[i - 1];
+      return this.doWrite(r, port - r.base, size, value);
+    }
+    this.unclaimed(port, size, true, value);
+  }
+}
+
+/** The guest-physical MMIO space (addresses that are not RAM). */
+export class MmioBus extends Bus {
+  readonly kind = "mmio" as const;
+  #last: BusRange | undefined;
+
+  /** Claims [base, base+length) for `device`. Throws on overlap. */
+  register(range: BusRange): void {
+    this.checkInsert(range, 2 ** 52);
+    this.ranges.push(range);
+    this.ranges.sort((a, b) => a.base - b.base);
+  }
+
+  /** Removes a range by name (PCI BAR reprogramming). */
+  unregister(name: string): void {
+    const i = this.ranges.findIndex((r) => r.name === name);
+    if (i >= 0) this.ranges.splice(i, 1);
+    if (this.#last?.name === name) this.#last = undefined;
+  }
+
+  /** The range that contains `address`, if any. */
+  find(address: number): BusRange | undefined {
+    const last = this.#last;
+    if (last && address >= last.base && address < last.base + last.length) return last;
+    let lo = 0, hi = this.ranges.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const r = this.ranges[mid];
+      if (address < r.base) hi = mid - 1;
+      else if (address >= r.base + r.length) lo = mid + 1;
+      else return (this.#last = r);
+    }
+    return undefined;
+  }
+
+  /** A read of `size` bytes at `address`. 8-byte values above 2^53 lose precision; use read64. */
+  read(address: number, size: AccessSize): number {
+    const r = this.find(address);
+    if (r) {
+      const offset = address - r.base;
+      if (offset + size <= r.length) return this.doRead(r, offset, size);
+    }
+    return this.unclaimed(address, size, false);
+  }
+
+  /** A write of `size` bytes at `address`. */
+  write(address: number, size: AccessSize, value: number): void {
+    const r = this.find(address);
+    if (r) {
+      const offset = address - r.base;
+      if (offset + size <= r.length) return this.doWrite(r, offset, size, value);
+    }
+    this.unclaimed(address, size, true, value);
+  }
+
+  /** An 8-byte read as a bigint (exact). */
+  read64(address: number): bigint {
+    const r = this.find(address);
+    if (r && address - r.base + 8 <= r.length) {
+      const offset = address - r.base;
+      this.lock.acquire();
+      try {
+        if (r.device.read64) return r.device.read64(offset);
+        const lo = r.device.read(offset, 4);
+        const hi = r.device.read(offset + 4, 4);
+        return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+      } finally {
+        this.lock.release();
+      }
+    }
+    this.unclaimed(address, 8, false);
+    return 0xffffffffffffffffn;
+  }
+
+  /** An 8-byte write from a bigint (exact). */
+  write64(address: number, value: bigint): void {
+    const r = this.find(address);
+    if (r && address - r.base + 8 <= r.length) {
+      const offset = address - r.base;
+      this.lock.acquire();
+      try {
+        if (r.device.write64) return r.device.write64(offset, value);
+        r.device.write(offset, 4, Number(value & 0xffffffffn));
+        r.device.write(offset + 4, 4, Number((value >> 32n) & 0xffffffffn));
+      } finally {
+        this.lock.release();
+      }
+      return;
+    }
+    this.unclaimed(address, 8, true, Number(value & 0xffffffffn));
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * What a device model is and what it is given.
+ *
+ * A device is a pure state machine: it sees only offsets inside its own
+ * window (`read(offset, size)` / `write(offset, size, value)`) and reaches
+ * the outside world only through what it is handed: interrupt lines, a
+ * clock, timers, an output sink and the VM's suspend request. Nothing in
+ * `devices/` touches `Deno.*` or FFI, so every model is unit-tested with
+ * fakes and an exact clock.
+ *
+ * @module
+ */
+
+/** Access widths in bytes. */
+export type AccessSize = 1 | 2 | 4 | 8;
+
+/** A device on a bus: offsets are relative to the start of its range. */
+export interface BusDevice {
+  /** Reads `size` bytes at `offset`; the value is zero-extended. */
+  read(offset: number, size: AccessSize): number;
+  /** Writes the low `size` bytes of `value` at `offset`. */
+  write(offset: number, size: AccessSize, value: number): void;
+  /** A 64-bit read, for devices with 64-bit registers; else the bus splits it in two. */
+  read64?(offset: number): bigint;
+  /** A 64-bit write; else the bus splits it in two 32-bit writes. */
+  write64?(offset: number, value: bigint): void;
+}
+
+/** An interrupt line into the interrupt controllers (a GSI). */
+export interface IrqLine {
+  /** Drives the line high (level-triggered sources hold it there). */
+  assert(): void;
+  /** Drives the line low. */
+  deassert(): void;
+  /** A rising then falling edge (edge-triggered sources). */
+  pulse(): void;
+}
+
+/** A monotonic clock in nanoseconds. Tests drive it by hand. */
+export interface Clock {
+  /** Nanoseconds since an arbitrary, fixed origin. */
+  now(): number;
+}
+
+/** A one-shot timer owned by a device; on expiry the device's `onTimer` runs. */
+export interface Timer {
+  /** Arms (or re-arms) the timer for the absolute time `deadline` (ns, {@linkcode Clock}). */
+  arm(deadline: number): void;
+  /** Disarms the timer. */
+  cancel(): void;
+}
+
+/** A byte sink (a console backend). */
+export interface Output {
+  /** Writes bytes; never blocks the guest for long. */
+  write(bytes: Uint8Array): void;
+}
+
+/** Why a VM stops: bhyve's suspend kinds, plus dhyve's error and debug-exit. */
+export type SuspendKind = "reset" | "poweroff" | "halt" | "triple-fault" | "error" | "debug-exit";
+
+/** A request to suspend the whole VM. */
+export interface SuspendRequest {
+  readonly kind: SuspendKind;
+  /** For `debug-exit`: the process exit status. */
+  readonly status?: number;
+  /** A human-readable cause, logged once. */
+  readonly message?: string;
+}
+
+/** Lets a device stop the VM (reset, poweroff, debug exit, ...). */
+export interface Platform {
+  /** Requests a VM-wide suspend; the first request wins. */
+  suspend(request: SuspendRequest): void;
+}
