@@ -1,0 +1,1118 @@
+/**
+ * VM definitions: a TOML file parsed and validated into a typed
+ * {@linkcode VmConfig}. Validation is strict (unknown tables and keys are
+ * errors), collects every problem rather than stopping at the first, and
+ * names each one as `file:line:column: key.path: message`.
+ *
+ * Successful parses touch only smol-toml. Source positions are needed only
+ * to report errors, so the positional parser (toml-eslint-parser) is loaded
+ * lazily on that path: that keeps start-up fast.
+ *
+ * @module
+ */
+
+import { parse, TomlError } from "smol-toml";
+import { apicIdOf } from "../cpu/topology.ts";
+import {
+  computeLayout,
+  DEFAULT_LOWMEM_LIMIT,
+  formatSize,
+  LOWMEM_LIMIT_ALIGN,
+  MAX_LOWMEM_LIMIT,
+  MAX_MEMORY,
+  MEMORY_ALIGN,
+  MiB,
+  MIN_MEMORY,
+} from "./layout.ts";
+import { fixedPortConflict } from "./platform.ts";
+import { parseSize } from "./size.ts";
+
+// ---------------------------------------------------------------------------
+// Types
+
+/** A validated VM definition. Every path in it is absolute. */
+export interface VmConfig {
+  /** The TOML path as given, or `"<object>"` for {@linkcode configFromObject}. */
+  readonly file: string;
+  /** The directory relative paths were resolved against. */
+  readonly baseDir: string;
+  /** `[vm]`: the VM's name and whether unclaimed I/O is fatal (bhyve's x86.strictio). */
+  readonly vm: { readonly name: string; readonly strictIo: boolean };
+  /** `[memory]`: RAM size and the start of the 32-bit PCI hole, in bytes. */
+  readonly memory: { readonly size: number; readonly lowmemLimit: number };
+  /** `[cpu]`: the vCPU topology, after bhyve's calc_topology rules. */
+  readonly cpu: {
+    /** vCPUs started at boot (= sockets x cores x threads). */
+    readonly cpus: number;
+    readonly sockets: number;
+    readonly cores: number;
+    readonly threads: number;
+    /** The most vCPUs the machine may have (>= cpus). */
+    readonly maxcpus: number;
+    /** Whether to expose x2APIC (needed when an APIC ID exceeds 254). */
+    readonly x2apic: boolean;
+  };
+  /** `[boot]`: what to load and how to enter it. */
+  readonly boot: BootConfig;
+  /** `[console]`: where the two serial ports go. */
+  readonly console: { readonly com1: ConsoleBackend; readonly com2: ConsoleBackend };
+  /** `[firmware]`: which firmware tables to generate. */
+  readonly firmware: { readonly acpi: boolean; readonly mptable: boolean };
+  /** `[rtc]`: whether the RTC runs in local time rather than UTC. */
+  readonly rtc: { readonly useLocaltime: boolean };
+  /** `[[device]]` entries, in file order. */
+  readonly devices: readonly DeviceConfig[];
+  /** `[[pci]]` entries, in file order. */
+  readonly pci: readonly PciConfig[];
+}
+
+/** The CPU mode a raw image is entered in. */
+export type EntryMode = "real16" | "prot32" | "long64";
+
+/**
+ * The boot payload: `probe` (no payload; the machine is built and checked),
+ * `raw` (a flat image copied to `address`, entered at `entryPoint` in
+ * `entry` mode) or `multiboot` (an ELF kernel with a command line and modules).
+ */
+export type BootConfig =
+  | { readonly kind: "probe" }
+  | {
+    readonly kind: "raw";
+    readonly image: string;
+    readonly address: number;
+    readonly entry: EntryMode;
+    readonly entryPoint: number;
+  }
+  | {
+    readonly kind: "multiboot";
+    readonly kernel: string;
+    readonly cmdline: string;
+    readonly modules: readonly { readonly path: string; readonly cmdline: string }[];
+  };
+
+/** Where a serial port's output goes (and, for stdio, its input comes from). */
+export type ConsoleBackend =
+  | { readonly kind: "stdio" }
+  | { readonly kind: "none" }
+  | { readonly kind: "file"; readonly path: string };
+
+/** A `[[device]]` entry: a device on a port range of its own. */
+export type DeviceConfig = {
+  readonly type: "debug-exit";
+  readonly port: number;
+  readonly size: 1 | 2 | 4;
+};
+
+/** A `[[pci]]` entry: a device at bus 0, `slot`, `function`. */
+export type PciConfig = {
+  readonly slot: number;
+  readonly function: number;
+  readonly type: "testdev";
+};
+
+/** One problem found in a VM definition. */
+export interface ConfigIssue {
+  /** The config file (as given), or `"<object>"`. */
+  file: string;
+  /** 1-based line, when known. */
+  line?: number;
+  /** 1-based column, when known. */
+  column?: number;
+  /** The key path, like `cpu.cores` or `boot.modules[1].path`; `""` for the whole file. */
+  path: string;
+  /** What is wrong. */
+  message: string;
+}
+
+/** RAM size when `memory.size` is not given. */
+export const DEFAULT_MEMORY = 256 * MiB;
+/** The highest vCPU count (maxcpus) a VM may have. */
+export const MAX_VCPUS = 255;
+/** The highest APIC ID reachable without x2APIC (255 is the broadcast ID). */
+export const MAX_XAPIC_ID = 254;
+/** The longest command line accepted, in bytes (without the NUL). */
+export const MAX_CMDLINE = 4095;
+
+/** The known `[[device]]` types. */
+const DEVICE_TYPES = ["debug-exit"] as const;
+/** The known `[[pci]]` types. */
+const PCI_TYPES = ["testdev"] as const;
+const BOOT_KINDS = ["probe", "raw", "multiboot"] as const;
+const ENTRY_MODES = ["real16", "prot32", "long64"] as const;
+
+/** Keys allowed in `[boot]` for each kind. */
+const BOOT_KEYS: Readonly<Record<(typeof BOOT_KINDS)[number], readonly string[]>> = {
+  probe: ["kind"],
+  raw: ["kind", "image", "address", "entry", "entry_point"],
+  multiboot: ["kind", "kernel", "cmdline", "modules"],
+};
+const ALL_BOOT_KEYS = [...new Set(Object.values(BOOT_KEYS).flat())];
+
+const TOP_LEVEL = ["vm", "memory", "cpu", "boot", "console", "firmware", "rtc", "device", "pci"];
+
+const OBJECT_FILE = "<object>";
+
+// ---------------------------------------------------------------------------
+// Public API
+
+/** Formats an issue as `file:line:column: path: message` (parts omitted when unknown or empty). */
+export function formatIssue(issue: ConfigIssue): string {
+  const where = issue.line === undefined
+    ? issue.file
+    : `${issue.file}:${issue.line}:${issue.column ?? 1}`;
+  return `${where}: ${issue.path === "" ? "" : `${issue.path}: `}${issue.message}`;
+}
+
+/**
+ * Parses and validates a VM definition given as TOML text. `file` names the
+ * text in messages; relative paths inside resolve against its directory.
+ *
+ * Async only on the error path: positions of bad keys come from a parser
+ * that is imported on demand.
+ *
+ * @throws {ConfigError} listing every problem found, each with line and column.
+ */
+export async function parseConfig(text: string, file: string): Promise<VmConfig> {
+  let doc: unknown;
+  try {
+    doc = parse(text, { integersAsBigInt: true });
+  } catch (e) {
+    if (e instanceof TomlError) {
+      const message = e.message.split("\n")[0].replace(/^Invalid TOML document: /, "");
+      throw new ConfigError([{
+        file,
+        line: e.line,
+        column: e.column,
+        path: "",
+        message: `invalid TOML: ${message}`,
+      }]);
+    }
+    throw new ConfigError([{ file, path: "", message: `invalid TOML: ${errorText(e)}` }]);
+  }
+  const c = new Checker(dirname(resolve(Deno.cwd(), file)), true);
+  const config = checkDocument(c, doc, file);
+  if (c.findings.length > 0) throw new ConfigError(await locate(text, file, c.findings));
+  return config;
+}
+
+/**
+ * Reads a VM definition from `path` and validates it (see {@linkcode parseConfig}).
+ *
+ * @throws {ConfigError} when the file cannot be read or the definition is invalid.
+ */
+export async function loadConfig(path: string): Promise<VmConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new ConfigError([{
+      file: path,
+      path: "",
+      message: `cannot read config file: ${errorText(e)}`,
+    }]);
+  }
+  return await parseConfig(text, path);
+}
+
+/**
+ * Validates a VM definition built in code: a plain object shaped like the
+ * parsed TOML (snake_case keys, sizes as strings or numbers). Issues carry no
+ * positions. Relative paths resolve against the directory of `file`, or the
+ * current directory for the default `"<object>"`.
+ *
+ * @throws {ConfigError} listing every problem found.
+ */
+export function configFromObject(obj: unknown, file: string = OBJECT_FILE): VmConfig {
+  const c = new Checker(
+    file === OBJECT_FILE ? Deno.cwd() : dirname(resolve(Deno.cwd(), file)),
+    false,
+  );
+  const config = checkDocument(c, obj, file);
+  if (c.findings.length > 0) {
+    throw new ConfigError(
+      c.findings.map((f) => ({ file, path: formatPath(f.path), message: f.message })),
+    );
+  }
+  return config;
+}
+
+/**
+ * Renders the effective configuration, defaults included, one
+ * `key.path=value` line per setting (like bhyve's config.dump). Sizes are
+ * shown in bytes and in human form, ports and addresses in hex.
+ */
+export function formatConfig(config: VmConfig): string {
+  const lines: string[] = [];
+  const put = (key: string, value: string | number | boolean) => lines.push(`${key}=${value}`);
+  const size = (n: number) => `${n} (${formatSize(n)})`;
+  put("vm.name", config.vm.name);
+  put("vm.strict_io", config.vm.strictIo);
+  put("memory.size", size(config.memory.size));
+  put("memory.lowmem_limit", size(config.memory.lowmemLimit));
+  const cpu = config.cpu;
+  put("cpu.cpus", cpu.cpus);
+  put("cpu.sockets", cpu.sockets);
+  put("cpu.cores", cpu.cores);
+  put("cpu.threads", cpu.threads);
+  put("cpu.maxcpus", cpu.maxcpus);
+  put("cpu.x2apic", cpu.x2apic);
+  const boot = config.boot;
+  put("boot.kind", boot.kind);
+  if (boot.kind === "raw") {
+    put("boot.image", quoteIfNeeded(boot.image));
+    put("boot.address", hex(boot.address));
+    put("boot.entry", boot.entry);
+    put("boot.entry_point", hex(boot.entryPoint));
+  } else if (boot.kind === "multiboot") {
+    put("boot.kernel", quoteIfNeeded(boot.kernel));
+    put("boot.cmdline", quoteIfNeeded(boot.cmdline));
+    boot.modules.forEach((m, i) => {
+      put(`boot.modules[${i}].path`, quoteIfNeeded(m.path));
+      put(`boot.modules[${i}].cmdline`, quoteIfNeeded(m.cmdline));
+    });
+  }
+  for (const port of ["com1", "com2"] as const) {
+    const backend = config.console[port];
+    if (backend.kind === "file") put(`console.${port}.file`, quoteIfNeeded(backend.path));
+    else put(`console.${port}`, backend.kind);
+  }
+  put("firmware.acpi", config.firmware.acpi);
+  put("firmware.mptable", config.firmware.mptable);
+  put("rtc.use_localtime", config.rtc.useLocaltime);
+  config.devices.forEach((d, i) => {
+    put(`device[${i}].type`, d.type);
+    put(`device[${i}].port`, hex(d.port));
+    put(`device[${i}].size`, d.size);
+  });
+  config.pci.forEach((p, i) => {
+    put(`pci[${i}].slot`, p.slot);
+    put(`pci[${i}].function`, p.function);
+    put(`pci[${i}].type`, p.type);
+  });
+  return lines.join("\n") + "\n";
+}
+
+// ---------------------------------------------------------------------------
+// Validation, section by section. Each function records findings on the
+// Checker and returns a best-effort value; the caller throws if any finding
+// was recorded, so fallback values never escape.
+
+type Segment = string | number;
+type Path = readonly Segment[];
+type Table = Record<string, unknown>;
+
+/** A finding before positions are known. */
+interface Finding {
+  readonly path: Path;
+  readonly message: string;
+  /** Point at the key itself (unknown keys) or at its value. */
+  readonly at: "key" | "value";
+}
+
+function checkDocument(c: Checker, doc: unknown, file: string): VmConfig {
+  const root = openTable(c, doc, [], TOP_LEVEL) ?? {};
+  const vm = checkVm(c, root, file);
+  const memory = checkMemory(c, root);
+  const cpu = checkCpu(c, root);
+  const boot = checkBoot(c, root, memory);
+  const console = checkConsole(c, root);
+  const fw = openTable(c, get(root, "firmware"), ["firmware"], ["acpi", "mptable"]) ?? {};
+  const firmware = {
+    acpi: readBool(c, fw, ["firmware"], "acpi") ?? true,
+    mptable: readBool(c, fw, ["firmware"], "mptable") ?? true,
+  };
+  const rtcTable = openTable(c, get(root, "rtc"), ["rtc"], ["use_localtime"]) ?? {};
+  const rtc = { useLocaltime: readBool(c, rtcTable, ["rtc"], "use_localtime") ?? false };
+  const devices = checkDevices(c, root);
+  const pci = checkPci(c, root);
+  return { file, baseDir: c.baseDir, vm, memory, cpu, boot, console, firmware, rtc, devices, pci };
+}
+
+function checkVm(c: Checker, root: Table, file: string): VmConfig["vm"] {
+  const t = openTable(c, get(root, "vm"), ["vm"], ["name", "strict_io"]) ?? {};
+  let name = readString(c, t, ["vm"], "name");
+  if (name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
+    c.fail(
+      ["vm", "name"],
+      `invalid name ${JSON.stringify(name)}: use 1-64 characters from A-Z a-z 0-9 . _ -`,
+    );
+  }
+  name ??= defaultName(file);
+  return { name, strictIo: readBool(c, t, ["vm"], "strict_io") ?? false };
+}
+
+function checkMemory(c: Checker, root: Table): VmConfig["memory"] {
+  const t = openTable(c, get(root, "memory"), ["memory"], ["size", "lowmem_limit"]) ?? {};
+  const size = readSize(c, t, ["memory"], "size") ?? DEFAULT_MEMORY;
+  const lowmemLimit = readSize(c, t, ["memory"], "lowmem_limit") ?? DEFAULT_LOWMEM_LIMIT;
+  if (c.ok(["memory", "size"])) {
+    const p = ["memory", "size"];
+    if (size < MIN_MEMORY) c.fail(p, `memory size must be at least ${formatSize(MIN_MEMORY)}`);
+    else if (size > MAX_MEMORY) c.fail(p, `memory size must be at most ${formatSize(MAX_MEMORY)}`);
+    else if (size % MEMORY_ALIGN !== 0) {
+      c.fail(p, `memory size ${formatSize(size)} is not a multiple of ${formatSize(MEMORY_ALIGN)}`);
+    }
+  }
+  if (c.ok(["memory", "lowmem_limit"])) {
+    const p = ["memory", "lowmem_limit"];
+    if (lowmemLimit < LOWMEM_LIMIT_ALIGN) {
+      c.fail(p, `lowmem_limit must be at least ${formatSize(LOWMEM_LIMIT_ALIGN)}`);
+    } else if (lowmemLimit > MAX_LOWMEM_LIMIT) {
+      c.fail(
+        p,
+        `lowmem_limit must be at most ${formatSize(MAX_LOWMEM_LIMIT)} (${hex(MAX_LOWMEM_LIMIT)})`,
+      );
+    } else if (lowmemLimit % LOWMEM_LIMIT_ALIGN !== 0) {
+      c.fail(
+        p,
+        `lowmem_limit ${hex(lowmemLimit)} is not a multiple of ${formatSize(LOWMEM_LIMIT_ALIGN)}`,
+      );
+    }
+  }
+  return { size, lowmemLimit };
+}
+
+/** bhyve's calc_topology: sockets default to cpus, cores and threads to 1. */
+function checkCpu(c: Checker, root: Table): VmConfig["cpu"] {
+  const keys = ["cpus", "sockets", "cores", "threads", "maxcpus"] as const;
+  const t = openTable(c, get(root, "cpu"), ["cpu"], [...keys, "x2apic"]) ?? {};
+  const given: Partial<Record<(typeof keys)[number], number>> = {};
+  for (const key of keys) {
+    const n = readInt(c, t, ["cpu"], key);
+    if (n === undefined) continue;
+    if (n < 1) c.fail(["cpu", key], `${key} must be at least 1`);
+    else if (n > MAX_VCPUS) c.fail(["cpu", key], `${key} = ${n} exceeds the limit of ${MAX_VCPUS}`);
+    else given[key] = n;
+  }
+  const x2apic = readBool(c, t, ["cpu"], "x2apic") ?? false;
+  const cores = given.cores ?? 1;
+  const threads = given.threads ?? 1;
+  const sockets = given.sockets ?? given.cpus ?? 1;
+  const product = sockets * cores * threads;
+  const cpus = given.cpus ?? product;
+  const maxcpus = given.maxcpus ?? cpus;
+  const result = { cpus, sockets, cores, threads, maxcpus, x2apic };
+  if (!c.ok(...keys.map((k) => ["cpu", k]))) return result;
+
+  if (given.cpus !== undefined && product !== given.cpus) {
+    const hint = given.sockets === undefined ? " (sockets defaults to cpus)" : "";
+    c.fail(
+      ["cpu", "cpus"],
+      `topology ${sockets} sockets x ${cores} cores x ${threads} threads = ${product} vCPUs does not match cpus = ${given.cpus}${hint}`,
+    );
+    return result;
+  }
+  if (cpus > MAX_VCPUS) {
+    c.fail(
+      ["cpu"],
+      `topology ${sockets} sockets x ${cores} cores x ${threads} threads = ${product} vCPUs exceeds the limit of ${MAX_VCPUS}`,
+    );
+    return result;
+  }
+  if (maxcpus < cpus) {
+    c.fail(["cpu", "maxcpus"], `maxcpus = ${maxcpus} is less than cpus = ${cpus}`);
+    return result;
+  }
+  const last = maxcpus - 1;
+  const lastId = apicIdOf(last, result);
+  if (lastId > MAX_XAPIC_ID && !x2apic) {
+    const problem =
+      `vCPU ${last} would have APIC ID ${lastId}, above the xAPIC limit of ${MAX_XAPIC_ID}`;
+    c.fail(["cpu", "maxcpus"], `${problem}: this topology needs x2apic = true`);
+  }
+  return result;
+}
+
+function checkBoot(c: Checker, root: Table, memory: VmConfig["memory"]): BootConfig {
+  const fallback: BootConfig = { kind: "probe" };
+  const raw = get(root, "boot");
+  if (raw === undefined) {
+    if (c.ok([])) c.fail(["boot"], "missing required table [boot]"); // unless the whole document is bad
+    return fallback;
+  }
+  const t = openTable(c, raw, ["boot"], ALL_BOOT_KEYS);
+  if (t === undefined) return fallback;
+
+  let kind: (typeof BOOT_KINDS)[number] | undefined;
+  const kindText = readString(c, t, ["boot"], "kind");
+  if (kindText !== undefined) {
+    kind = BOOT_KINDS.find((k) => k === kindText);
+    if (kind === undefined) {
+      c.fail(
+        ["boot", "kind"],
+        `unknown boot kind ${JSON.stringify(kindText)}; expected ${oneOf(BOOT_KINDS)}`,
+      );
+    }
+  } else if (has(t, "kind")) {
+    return fallback; // wrong type, already reported
+  } else if (has(t, "kernel") && has(t, "image")) {
+    c.fail(
+      ["boot", "kind"],
+      "missing `kind`, and it cannot be inferred: both `kernel` and `image` are given",
+    );
+  } else if (has(t, "kernel")) {
+    kind = "multiboot";
+  } else if (has(t, "image")) {
+    kind = "raw";
+  } else {
+    c.fail(["boot", "kind"], `missing required key \`kind\` (${oneOf(BOOT_KINDS)})`);
+  }
+  if (kind === undefined) return fallback;
+
+  for (const key of Object.keys(t)) {
+    if (ALL_BOOT_KEYS.includes(key) && !BOOT_KEYS[kind].includes(key)) {
+      c.fail(["boot", key], `key \`${key}\` does not apply to boot kind "${kind}"`, "key");
+    }
+  }
+  if (kind === "probe") return { kind };
+  if (kind === "raw") return checkRawBoot(c, t, memory);
+
+  const kernel = readFile(c, t, ["boot"], "kernel", true);
+  const cmdline = readCmdline(c, t, ["boot"], "cmdline");
+  const modules = openTableArray(c, get(t, "modules"), ["boot", "modules"]).map(([m, i]) => {
+    const p = ["boot", "modules", i];
+    const mt = openTable(c, m, p, ["path", "cmdline"]);
+    if (mt === undefined) return { path: "", cmdline: "" }; // not a table, already reported
+    return {
+      path: readFile(c, mt, p, "path", true)?.path ?? "",
+      cmdline: readCmdline(c, mt, p, "cmdline"),
+    };
+  });
+  return { kind, kernel: kernel?.path ?? "", cmdline, modules };
+}
+
+function checkRawBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootConfig {
+  const image = readFile(c, t, ["boot"], "image", true);
+  const address = readInt(c, t, ["boot"], "address");
+  if (address === undefined && !has(t, "address")) {
+    c.fail(["boot", "address"], "missing required key `address` (the guest-physical load address)");
+  } else if (address !== undefined && address < 0) {
+    c.fail(["boot", "address"], "address must not be negative");
+  }
+  const entryText = readString(c, t, ["boot"], "entry");
+  const entry = ENTRY_MODES.find((m) => m === entryText);
+  if (entryText === undefined && !has(t, "entry")) {
+    c.fail(["boot", "entry"], `missing required key \`entry\` (${oneOf(ENTRY_MODES)})`);
+  } else if (entryText !== undefined && entry === undefined) {
+    c.fail(
+      ["boot", "entry"],
+      `unknown entry mode ${JSON.stringify(entryText)}; expected ${oneOf(ENTRY_MODES)}`,
+    );
+  }
+  const entryPoint = readInt(c, t, ["boot"], "entry_point") ?? address ?? 0;
+
+  if (image !== undefined && image.size === 0) c.fail(["boot", "image"], `${image.path} is empty`);
+  if (image !== undefined && image.size > 0 && address !== undefined && c.ok(["boot", "address"])) {
+    const end = address + image.size;
+    if (c.ok(["boot", "entry_point"]) && (entryPoint < address || entryPoint >= end)) {
+      c.fail(
+        ["boot", "entry_point"],
+        `entry point ${hex(entryPoint)} is outside the image [${hex(address)}, ${hex(end)})`,
+      );
+    }
+    if (c.ok(["memory", "size"], ["memory", "lowmem_limit"])) {
+      const layout = computeLayout(memory.size, memory.lowmemLimit);
+      if (!layout.ram.some((r) => address >= r.gpa && end <= r.gpa + r.size)) {
+        const ranges = layout.ram.map((r) => `[${hex(r.gpa)}, ${hex(r.gpa + r.size)})`).join(", ");
+        const span = `[${hex(address)}, ${hex(end)})`;
+        c.fail(
+          ["boot", "address"],
+          `image ${span} does not fit in one guest RAM range (RAM: ${ranges})`,
+        );
+      }
+    }
+  }
+  return {
+    kind: "raw",
+    image: image?.path ?? "",
+    address: address ?? 0,
+    entry: entry ?? "prot32",
+    entryPoint,
+  };
+}
+
+function checkConsole(c: Checker, root: Table): VmConfig["console"] {
+  const t = openTable(c, get(root, "console"), ["console"], ["com1", "com2"]) ?? {};
+  const read = (port: "com1" | "com2", fallback: ConsoleBackend): ConsoleBackend => {
+    const p = ["console", port];
+    const v = get(t, port);
+    if (v === undefined) return fallback;
+    if (v === "stdio" || v === "none") return { kind: v };
+    const expected = `expected "stdio", "none" or { file = "path" }`;
+    if (typeof v === "string") {
+      c.fail(
+        p,
+        `unknown console ${JSON.stringify(v)}; ${expected}${suggest(v, ["stdio", "none"])}`,
+      );
+      return fallback;
+    }
+    if (!isTable(v)) {
+      c.fail(p, `${expected}, got ${describe(v, c.toml)}`);
+      return fallback;
+    }
+    const ft = openTable(c, v, p, ["file"]) ?? {};
+    const file = readString(c, ft, p, "file");
+    if (file === undefined) {
+      if (!has(ft, "file")) c.fail([...p, "file"], "missing required key `file`");
+      return fallback;
+    }
+    const path = resolve(c.baseDir, file);
+    if (!isDirectory(dirname(path))) {
+      c.fail([...p, "file"], `directory ${dirname(path)} does not exist`);
+    }
+    return { kind: "file", path };
+  };
+  const com1 = read("com1", { kind: "stdio" });
+  const com2 = read("com2", { kind: "none" });
+  if (com1.kind === "stdio" && com2.kind === "stdio") {
+    const note = has(t, "com1") ? "" : ` (com1 defaults to "stdio"; set com1 = "none" or a file)`;
+    c.fail(["console", "com2"], `com1 and com2 cannot both use "stdio"${note}`);
+  }
+  if (com1.kind === "file" && com2.kind === "file" && com1.path === com2.path) {
+    c.fail(["console", "com2", "file"], `com1 already writes to ${com1.path}`);
+  }
+  return { com1, com2 };
+}
+
+function checkDevices(c: Checker, root: Table): DeviceConfig[] {
+  const devices: { config: DeviceConfig; index: number; valid: boolean }[] = [];
+  for (const [raw, i] of openTableArray(c, get(root, "device"), ["device"])) {
+    const p = ["device", i];
+    const t = openTable(c, raw, p, ["type", "port", "size"]);
+    if (t === undefined) continue; // not a table, already reported
+    const type = readEnum(c, t, p, "type", DEVICE_TYPES, "device type") ?? "debug-exit";
+    const port = readInt(c, t, p, "port") ?? 0xf4;
+    if (c.ok([...p, "port"]) && (port < 0 || port > 0xffff)) {
+      c.fail([...p, "port"], `port must be between 0x0 and 0xffff, got ${hex(port)}`);
+    }
+    const size = readInt(c, t, p, "size") ?? 4;
+    if (c.ok([...p, "size"]) && size !== 1 && size !== 2 && size !== 4) {
+      c.fail([...p, "size"], `size must be 1, 2 or 4, got ${size}`);
+    }
+    const valid = c.ok([...p, "port"], [...p, "size"]);
+    devices.push({ config: { type, port, size: size as 1 | 2 | 4 }, index: i, valid });
+  }
+  const placed: { config: DeviceConfig; index: number }[] = [];
+  for (const d of devices.filter((d) => d.valid)) {
+    const { port, size } = d.config;
+    const p = ["device", d.index, "port"];
+    const range = portRange(port, size);
+    const fixed = fixedPortConflict(port, size);
+    const other = placed.find((o) =>
+      port < o.config.port + o.config.size && o.config.port < port + size
+    );
+    if (port + size > 0x10000) c.fail(p, `ports ${range} run past 0xffff`);
+    else if (fixed) {
+      const theirs = portRange(fixed.base, fixed.length);
+      c.fail(p, `ports ${range} overlap the platform's ${fixed.name} ports ${theirs}`);
+    } else if (other) {
+      const o = other.config;
+      c.fail(
+        p,
+        `ports ${range} overlap device[${other.index}] (${o.type} at ${portRange(o.port, o.size)})`,
+      );
+    } else placed.push(d);
+  }
+  return devices.map((d) => d.config);
+}
+
+function checkPci(c: Checker, root: Table): PciConfig[] {
+  const entries: { config: PciConfig; index: number; valid: boolean }[] = [];
+  for (const [raw, i] of openTableArray(c, get(root, "pci"), ["pci"])) {
+    const p = ["pci", i];
+    const t = openTable(c, raw, p, ["slot", "function", "type"]);
+    if (t === undefined) continue; // not a table, already reported
+    const slot = readInt(c, t, p, "slot");
+    if (slot === undefined && !has(t, "slot")) {
+      c.fail([...p, "slot"], "missing required key `slot` (1..30)");
+    } else if (slot === 0) {
+      c.fail([...p, "slot"], "slot 0 is the host bridge; use a slot from 1 to 30");
+    } else if (slot === 31) {
+      c.fail([...p, "slot"], "slot 31 is the LPC bridge; use a slot from 1 to 30");
+    } else if (slot !== undefined && (slot < 1 || slot > 30)) {
+      c.fail([...p, "slot"], `slot must be between 1 and 30, got ${slot}`);
+    }
+    const fn = readInt(c, t, p, "function") ?? 0;
+    if (c.ok([...p, "function"]) && (fn < 0 || fn > 7)) {
+      c.fail([...p, "function"], `function must be between 0 and 7, got ${fn}`);
+    }
+    const type = readEnum(c, t, p, "type", PCI_TYPES, "pci device type") ?? "testdev";
+    const valid = slot !== undefined && c.ok([...p, "slot"], [...p, "function"]);
+    entries.push({ config: { slot: slot ?? 0, function: fn, type }, index: i, valid });
+  }
+  const valid = entries.filter((e) => e.valid);
+  for (const [k, e] of valid.entries()) {
+    const { slot, function: fn } = e.config;
+    const dup = valid.slice(0, k).find((o) => o.config.slot === slot && o.config.function === fn);
+    if (dup) {
+      c.fail(
+        ["pci", e.index, "slot"],
+        `slot ${slot} function ${fn} is already used by pci[${dup.index}]`,
+      );
+    } else if (fn > 0 && !valid.some((o) => o.config.slot === slot && o.config.function === 0)) {
+      c.fail(
+        ["pci", e.index, "function"],
+        `function ${fn} in slot ${slot} needs function 0 in the same slot`,
+      );
+    }
+  }
+  return entries.map((e) => e.config);
+}
+
+// ---------------------------------------------------------------------------
+// Readers. Each returns undefined when the key is absent or its value is
+// invalid (after recording a finding); `c.ok(path)` tells the two apart.
+
+/** An own property of a table (never one inherited from Object.prototype). */
+function get(t: Table, key: string): unknown {
+  return Object.hasOwn(t, key) ? t[key] : undefined;
+}
+
+function has(t: Table, key: string): boolean {
+  return Object.hasOwn(t, key) && t[key] !== undefined;
+}
+
+function isTable(v: unknown): v is Table {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+function isTableArray(v: unknown): boolean {
+  return Array.isArray(v) && v.length > 0 && v.every(isTable);
+}
+
+/**
+ * Checks that `v` (if present) is a table with only `known` keys. Returns the
+ * table, `{}` when absent, or undefined when it is not a table.
+ */
+function openTable(
+  c: Checker,
+  v: unknown,
+  path: Path,
+  known: readonly string[],
+): Table | undefined {
+  if (v === undefined) return {};
+  if (!isTable(v)) {
+    c.fail(path, `expected a table, got ${describe(v, c.toml)}`);
+    return undefined;
+  }
+  for (const key of Object.keys(v)) {
+    if (known.includes(key)) continue;
+    c.fail([...path, key], `${unknownKey(path, key, v[key])}${suggest(key, known)}`, "key");
+  }
+  return v;
+}
+
+/** "unknown table [foo]", "unknown key `foo` in [memory]", "... in device[0]". */
+function unknownKey(path: Path, key: string, value: unknown): string {
+  if (path.length === 0) {
+    if (isTable(value)) return `unknown table [${formatPath([key])}]`;
+    if (isTableArray(value)) return `unknown table [[${formatPath([key])}]]`;
+    return `unknown key \`${key}\` at top level`;
+  }
+  const inArray = typeof path[path.length - 1] === "number";
+  return `unknown key \`${key}\` in ${inArray ? formatPath(path) : `[${formatPath(path)}]`}`;
+}
+
+/** The elements of an array of tables, each with its index; [] when absent or not an array. */
+function openTableArray(c: Checker, v: unknown, path: Path): [unknown, number][] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) {
+    c.fail(path, `expected an array of tables, got ${describe(v, c.toml)}`);
+    return [];
+  }
+  return v.map((e, i) => [e, i]);
+}
+
+function readBool(c: Checker, t: Table, path: Path, key: string): boolean | undefined {
+  const v = get(t, key);
+  if (v === undefined || typeof v === "boolean") return v;
+  c.fail([...path, key], `expected a boolean, got ${describe(v, c.toml)}`);
+  return undefined;
+}
+
+function readString(c: Checker, t: Table, path: Path, key: string): string | undefined {
+  const v = get(t, key);
+  if (v === undefined || typeof v === "string") return v;
+  c.fail([...path, key], `expected a string, got ${describe(v, c.toml)}`);
+  return undefined;
+}
+
+/** TOML integers arrive as bigint; plain objects may use integral numbers. */
+function toInt(c: Checker, v: unknown, p: Path): number | undefined {
+  if (typeof v === "bigint" || (typeof v === "number" && !c.toml && Number.isInteger(v))) {
+    const n = Number(v);
+    if (Number.isSafeInteger(n) && BigInt(n) === BigInt(v)) return n;
+    c.fail(p, `integer ${v} is out of range`);
+    return undefined;
+  }
+  c.fail(p, `expected an integer, got ${describe(v, c.toml)}`);
+  return undefined;
+}
+
+function readInt(c: Checker, t: Table, path: Path, key: string): number | undefined {
+  const v = get(t, key);
+  return v === undefined ? undefined : toInt(c, v, [...path, key]);
+}
+
+/** A size: a string for {@linkcode parseSize} or an integer byte count. */
+function readSize(c: Checker, t: Table, path: Path, key: string): number | undefined {
+  const v = get(t, key);
+  const p = [...path, key];
+  if (v === undefined) return undefined;
+  if (
+    typeof v !== "string" && typeof v !== "bigint" &&
+    !(typeof v === "number" && !c.toml && Number.isInteger(v))
+  ) {
+    c.fail(
+      p,
+      `expected a size (a string like "256M" or an integer byte count), got ${describe(v, c.toml)}`,
+    );
+    return undefined;
+  }
+  const n = typeof v === "string" ? v : toInt(c, v, p);
+  if (n === undefined) return undefined;
+  try {
+    return parseSize(n);
+  } catch (e) {
+    c.fail(p, errorText(e));
+    return undefined;
+  }
+}
+
+function readEnum<T extends string>(
+  c: Checker,
+  t: Table,
+  path: Path,
+  key: string,
+  values: readonly T[],
+  what: string,
+): T | undefined {
+  const p = [...path, key];
+  if (!has(t, key)) {
+    c.fail(p, `missing required key \`${key}\` (${oneOf(values)})`);
+    return undefined;
+  }
+  const s = readString(c, t, path, key);
+  if (s === undefined) return undefined;
+  const found = values.find((v) => v === s);
+  if (found === undefined) {
+    const hint = values.length > 1 ? suggest(s, values) : "";
+    c.fail(p, `unknown ${what} ${JSON.stringify(s)}; known: ${oneOf(values)}${hint}`);
+  }
+  return found;
+}
+
+function readCmdline(c: Checker, t: Table, path: Path, key: string): string {
+  const s = readString(c, t, path, key) ?? "";
+  const bytes = new TextEncoder().encode(s).length;
+  if (bytes > MAX_CMDLINE) {
+    c.fail([...path, key], `command line is ${bytes} bytes; the limit is ${MAX_CMDLINE}`);
+  }
+  return s;
+}
+
+/** A path to an existing, readable regular file, resolved against baseDir. */
+function readFile(
+  c: Checker,
+  t: Table,
+  path: Path,
+  key: string,
+  required: boolean,
+): { path: string; size: number } | undefined {
+  const p = [...path, key];
+  const given = readString(c, t, path, key);
+  if (given === undefined) {
+    if (required && !has(t, key)) c.fail(p, `missing required key \`${key}\``);
+    return undefined;
+  }
+  if (given === "") {
+    c.fail(p, "path must not be empty");
+    return undefined;
+  }
+  const abs = resolve(c.baseDir, given);
+  const name = given === abs ? abs : `${JSON.stringify(given)} (${abs})`;
+  try {
+    const st = Deno.statSync(abs);
+    if (!st.isFile) {
+      c.fail(p, `${name} is not a regular file`);
+      return undefined;
+    }
+    Deno.openSync(abs, { read: true }).close();
+    return { path: abs, size: st.size };
+  } catch (e) {
+    c.fail(p, `cannot read ${name}: ${errorText(e)}`);
+    return undefined;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+/** What a value is, for "expected X, got Y" messages. */
+function describe(v: unknown, toml: boolean): string {
+  if (typeof v === "string") return "a string";
+  if (typeof v === "bigint") return "an integer";
+  // smol-toml gives integers as bigint, so a TOML number is always a float.
+  if (typeof v === "number") return !toml && Number.isInteger(v) ? "an integer" : "a float";
+  if (typeof v === "boolean") return "a boolean";
+  if (Array.isArray(v)) return "an array";
+  if (v instanceof Date) return "a date-time";
+  if (v === null) return "null";
+  if (v === undefined) return "nothing";
+  return typeof v === "object" ? "a table" : `a ${typeof v}`;
+}
+
+/** `did you mean "x"?` for the closest candidate within edit distance 2, else "". */
+function suggest(word: string, candidates: readonly string[]): string {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of candidates) {
+    const d = editDistance(word, candidate);
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return best === undefined ? "" : `; did you mean "${best}"?`;
+}
+
+/** Levenshtein distance. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+function oneOf(values: readonly string[]): string {
+  const quoted = values.map((v) => JSON.stringify(v));
+  return quoted.length === 1
+    ? quoted[0]
+    : `${quoted.slice(0, -1).join(", ")} or ${quoted[quoted.length - 1]}`;
+}
+
+/** `cpu.cores`, `boot.modules[1].path`, `vm."odd key"`. */
+function formatPath(path: Path): string {
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else {
+      const name = /^[A-Za-z0-9_-]+$/.test(seg) ? seg : JSON.stringify(seg);
+      out += out === "" ? name : `.${name}`;
+    }
+  }
+  return out;
+}
+
+function hex(n: number): string {
+  return n < 0 ? `-0x${(-n).toString(16)}` : `0x${n.toString(16)}`;
+}
+
+function portRange(base: number, length: number): string {
+  return `${hex(base)}-${hex(base + length - 1)}`;
+}
+
+/** The default VM name: the file name without `.toml`, reduced to the allowed characters. */
+function defaultName(file: string): string {
+  if (file === OBJECT_FILE) return "vm";
+  const name = basename(file).replace(/\.toml$/i, "").replace(/[^A-Za-z0-9._-]+/g, "-")
+    .replace(/^-+|-+$/g, "").slice(0, 64);
+  return name === "" ? "vm" : name;
+}
+
+/** A string as-is, or JSON-quoted when empty, padded or holding control characters or quotes. */
+function quoteIfNeeded(s: string): string {
+  const plain = s !== "" && s.trim() === s &&
+    ![...s].some((ch) => ch === '"' || ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f);
+  return plain ? s : JSON.stringify(s);
+}
+
+// POSIX path helpers (dhyve runs on Linux only). node:path is avoided on
+// purpose: its first use initialises Node compatibility, costing ~8 ms of
+// start-up.
+
+/** An absolute, normalised path: `p` resolved against `base` (itself absolute). */
+function resolve(base: string, p: string): string {
+  const parts: string[] = [];
+  for (const part of (p.startsWith("/") ? p : `${base}/${p}`).split("/")) {
+    if (part === "..") parts.pop();
+    else if (part !== "" && part !== ".") parts.push(part);
+  }
+  return "/" + parts.join("/");
+}
+
+/** The directory part of an absolute, normalised path. */
+function dirname(p: string): string {
+  return p.slice(0, Math.max(p.lastIndexOf("/"), 1));
+}
+
+/** The last component of a path. */
+function basename(p: string): string {
+  return p.slice(p.lastIndexOf("/") + 1);
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Deno.errors.NotFound) return "not found";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
+  return e instanceof Error ? e.message : String(e);
+}
+
+// ---------------------------------------------------------------------------
+// Positions (error path only)
+
+interface Positions {
+  key?: { line: number; column: number };
+  value?: { line: number; column: number };
+  header?: { line: number; column: number };
+}
+
+/**
+ * Attaches line:column to findings: the offending value (for unknown keys:
+ * the key, or the header of an unknown table), else the nearest enclosing
+ * table's header (or inline table), else 1:1.
+ * Loads toml-eslint-parser on demand; issues come back in source order.
+ */
+async function locate(
+  text: string,
+  file: string,
+  findings: readonly Finding[],
+): Promise<ConfigIssue[]> {
+  let index: Map<string, Positions> | undefined;
+  try {
+    const { parseTOML } = await import("toml-eslint-parser");
+    index = indexPositions(parseTOML(text, { tomlVersion: "1.1" }));
+  } catch {
+    index = undefined; // both parsers should accept the same text; if not, give no positions
+  }
+  const issues = findings.map((f): ConfigIssue => {
+    const issue: ConfigIssue = { file, path: formatPath(f.path), message: f.message };
+    if (index === undefined) return issue;
+    const own = index.get(formatPath(f.path));
+    let pos = f.at === "key"
+      ? own?.header ?? own?.key ?? own?.value
+      : own?.value ?? own?.header ?? own?.key;
+    for (let n = f.path.length - 1; pos === undefined && n > 0; n--) {
+      const up = index.get(formatPath(f.path.slice(0, n)));
+      pos = up?.header ?? up?.value ?? up?.key;
+    }
+    pos ??= { line: 1, column: 1 };
+    return { ...issue, line: pos.line, column: pos.column };
+  });
+  return issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+}
+
+/** Minimal structural view of toml-eslint-parser's AST (only what is used here). */
+interface AstNode {
+  type: string;
+  loc: { start: { line: number; column: number } };
+  body?: AstNode[];
+  key?: { keys: { type: string; name?: string; value?: string; loc: AstNode["loc"] }[] };
+  value?: AstNode | unknown;
+  elements?: AstNode[];
+  resolvedKey?: (string | number)[];
+}
+
+/** Maps every key path in the document to the positions of its key, value and table header. */
+function indexPositions(program: { body: [unknown] }): Map<string, Positions> {
+  const index = new Map<string, Positions>();
+  const record = (path: Path, kind: keyof Positions, loc: AstNode["loc"]) => {
+    const k = formatPath(path);
+    const entry = index.get(k) ?? {};
+    entry[kind] ??= { line: loc.start.line, column: loc.start.column + 1 }; // eslint columns are 0-based
+    index.set(k, entry);
+  };
+  const keyName = (k: { type: string; name?: string; value?: string }) =>
+    (k.type === "TOMLBare" ? k.name : k.value) ?? "";
+  const visitValue = (node: AstNode, path: Path): void => {
+    if (node.type === "TOMLInlineTable") {
+      for (const kv of node.body ?? []) {
+        visitKeyValue(kv, path);
+      }
+    }
+    if (node.type === "TOMLArray") {
+      (node.elements ?? []).forEach((e, i) => {
+        record([...path, i], "value", e.loc);
+        visitValue(e, [...path, i]);
+      });
+    }
+  };
+  const visitKeyValue = (kv: AstNode, base: Path): void => {
+    const keys = kv.key?.keys ?? [];
+    const path = [...base];
+    for (const k of keys) {
+      path.push(keyName(k));
+      record(path, "key", k.loc);
+    }
+    const value = kv.value as AstNode;
+    record(path, "value", value.loc);
+    visitValue(value, path);
+  };
+  const top = program.body[0] as AstNode;
+  for (const node of top.body ?? []) {
+    if (node.type === "TOMLKeyValue") {
+      visitKeyValue(node, []);
+      continue;
+    }
+    // A [table] or [[array.table]] header: resolvedKey interleaves array indexes with names.
+    const resolved = node.resolvedKey ?? [];
+    const keys = node.key?.keys ?? [];
+    const prefix: Segment[] = [];
+    let k = 0;
+    for (const seg of resolved) {
+      prefix.push(seg);
+      if (typeof seg === "string" && keys[k]) record(prefix, "key", keys[k++].loc);
+    }
+    record(resolved, "header", node.loc);
+    // The first [[name]] header also stands for the array as a whole.
+    if (typeof resolved[resolved.length - 1] === "number") {
+      record(resolved.slice(0, -1), "header", node.loc);
+    }
+    for (const kv of node.body ?? []) visitKeyValue(kv, resolved);
+  }
+  return index;
+}
+
+// ---------------------------------------------------------------------------
+// Classes
+
+/** Everything wrong with a VM definition; the message lists one issue per line. */
+export class ConfigError extends Error {
+  /** The issues, in source order where positions are known. */
+  readonly issues: readonly ConfigIssue[];
+
+  /** Builds the error from its issues (at least one). */
+  constructor(issues: readonly ConfigIssue[]) {
+    super(issues.map(formatIssue).join("\n"));
+    this.name = "ConfigError";
+    this.issues = Object.freeze([...issues]);
+  }
+}
+
+/** Collects findings during validation. */
+class Checker {
+  readonly findings: Finding[] = [];
+  readonly #failed = new Set<string>();
+
+  constructor(readonly baseDir: string, readonly toml: boolean) {}
+
+  fail(path: Path, message: string, at: Finding["at"] = "value"): void {
+    this.findings.push({ path, message, at });
+    this.#failed.add(formatPath(path));
+  }
+
+  /** True when no finding was recorded at any of these paths. */
+  ok(...paths: Path[]): boolean {
+    return paths.every((p) => !this.#failed.has(formatPath(p)));
+  }
+}
