@@ -74,7 +74,10 @@ abstract class Bus {
   protected readonly policy: UnclaimedPolicy;
   abstract readonly kind: "pio" | "mmio";
 
-  constructor(lock: DeviceLock = NO_LOCK, policy: UnclaimedPolicy = { strict: false, record() {} }) {
+  constructor(
+    lock: DeviceLock = NO_LOCK,
+    policy: UnclaimedPolicy = { strict: false, record() {} },
+  ) {
     this.lock = lock;
     this.policy = policy;
   }
@@ -85,7 +88,10 @@ abstract class Bus {
   }
 
   protected checkInsert(r: BusRange, limit: number): void {
-    if (!Number.isSafeInteger(r.base) || !Number.isSafeInteger(r.length) || r.length <= 0 || r.base < 0) {
+    if (
+      !Number.isSafeInteger(r.base) || !Number.isSafeInteger(r.length) || r.length <= 0 ||
+      r.base < 0
+    ) {
       throw new Error(`${this.kind} range ${r.name}: bad base/length`);
     }
     if (r.base + r.length > limit) {
@@ -95,9 +101,9 @@ abstract class Bus {
       if (o.name === r.name) throw new Error(`${this.kind} range name ${r.name} is already used`);
       if (r.base < o.base + o.length && o.base < r.base + r.length) {
         throw new Error(
-          `${this.kind} range ${r.name} [0x${r.base.toString(16)}, +0x${r.length.toString(16)}) overlaps ${o.name} [0x${
-            o.base.toString(16)
-          }, +0x${o.length.toString(16)})`,
+          `${this.kind} range ${r.name} [0x${r.base.toString(16)}, +0x${
+            r.length.toString(16)
+          }) overlaps ${o.name} [0x${o.base.toString(16)}, +0x${o.length.toString(16)})`,
         );
       }
     }

@@ -36,8 +36,15 @@ type ArrayFor<E> = E extends "u8" ? Uint8Array
 
 /** The object a layout binds: scalar fields are properties, arrays are typed arrays. */
 export type StateOf<F extends FieldSpecs> =
-  & { -readonly [K in keyof F as F[K] extends readonly unknown[] ? never : K]: F[K] extends "bool" ? boolean : number }
-  & { readonly [K in keyof F as F[K] extends readonly unknown[] ? K : never]: F[K] extends readonly [infer E, number] ? ArrayFor<E> : never };
+  & {
+    -readonly [K in keyof F as F[K] extends readonly unknown[] ? never : K]: F[K] extends "bool"
+      ? boolean
+      : number;
+  }
+  & {
+    readonly [K in keyof F as F[K] extends readonly unknown[] ? K : never]: F[K] extends
+      readonly [infer E, number] ? ArrayFor<E> : never;
+  };
 
 /** Plain-data form of a state, for snapshots and inspection. */
 export type PlainState = Record<string, number | boolean | number[]>;
@@ -66,7 +73,14 @@ export interface StateLayout<F extends FieldSpecs> {
   clear(state: StateOf<F>): void;
 }
 
-const ELEMENT_SIZE: Record<ElementType | "bool", number> = { u8: 1, bool: 1, u16: 2, u32: 4, i32: 4, f64: 8 };
+const ELEMENT_SIZE: Record<ElementType | "bool", number> = {
+  u8: 1,
+  bool: 1,
+  u16: 2,
+  u32: 4,
+  i32: 4,
+  f64: 8,
+};
 const VIEW_KEY: Record<ElementType | "bool", string> = {
   u8: "$u8",
   bool: "$u8",
@@ -85,12 +99,20 @@ interface Placed {
 }
 
 /** Defines a state layout. Fields are placed largest-alignment first, so all are aligned. */
-export function defineState<F extends FieldSpecs>(name: string, version: number, fields: F): StateLayout<F> {
+export function defineState<F extends FieldSpecs>(
+  name: string,
+  version: number,
+  fields: F,
+): StateLayout<F> {
   const entries = Object.entries(fields).map(([n, spec]): Omit<Placed, "offset"> =>
-    typeof spec === "string" ? { name: n, type: spec, length: 0 } : { name: n, type: spec[0], length: spec[1] }
+    typeof spec === "string"
+      ? { name: n, type: spec, length: 0 }
+      : { name: n, type: spec[0], length: spec[1] }
   );
   for (const e of entries) {
-    if (e.length < 0 || !Number.isInteger(e.length)) throw new Error(`${name}.${e.name}: bad array length`);
+    if (e.length < 0 || !Number.isInteger(e.length)) {
+      throw new Error(`${name}.${e.name}: bad array length`);
+    }
   }
   entries.sort((a, b) => ELEMENT_SIZE[b.type] - ELEMENT_SIZE[a.type]);
   let at = 0;
@@ -121,11 +143,17 @@ export function defineState<F extends FieldSpecs>(name: string, version: number,
       this.$f64 = new Float64Array(buffer, offset, size / 8);
       for (const p of placed) {
         if (p.length === 0) continue;
-        const C = { u8: Uint8Array, u16: Uint16Array, u32: Uint32Array, i32: Int32Array, f64: Float64Array }[
+        const C = {
+          u8: Uint8Array,
+          u16: Uint16Array,
+          u32: Uint32Array,
+          i32: Int32Array,
+          f64: Float64Array,
+        }[
           p.type as ElementType
         ];
         Object.defineProperty(this, p.name, {
-          value: new C(buffer, offset + p.offset, p.length),
+          value: new C(buffer as ArrayBuffer, offset + p.offset, p.length),
           enumerable: true,
         });
       }
@@ -185,7 +213,9 @@ export function defineState<F extends FieldSpecs>(name: string, version: number,
       const s = state as unknown as Record<string, unknown>;
       for (const p of placed) {
         const v = plain[p.name];
-        if (v === undefined) throw new Error(`${name} v${version} snapshot: missing field ${p.name}`);
+        if (v === undefined) {
+          throw new Error(`${name} v${version} snapshot: missing field ${p.name}`);
+        }
         if (p.length === 0) {
           if (Array.isArray(v)) throw new Error(`${name} snapshot: ${p.name} must be a scalar`);
           s[p.name] = v;

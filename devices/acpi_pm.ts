@@ -1,0 +1,197 @@
+/**
+ * ACPI fixed hardware: the PM1a event and control blocks and the power
+ * management timer (ACPI 6.5, 4.8.3 "Power Management Timer",
+ * 4.8.4 "Fixed Hardware ... PM1 Event/Control Registers").
+ *
+ * - PM1 event block (4 bytes): PM1_STS (write 1 to clear) and PM1_EN.
+ * - PM1 control block (2 bytes): SCI_EN, SLP_TYPx, SLP_EN. Writing SLP_EN
+ *   with SLP_TYPx = 5 (the value dhyve's \_S5 package advertises) powers the
+ *   VM off; other sleep types are not supported and are ignored, as bhyve
+ *   does.
+ * - PM timer (4 bytes): a free-running 3.579545 MHz counter, 32 bits wide
+ *   (the FADT sets TMR_VAL_EXT). TMR_STS is set whenever bit 31 changes.
+ *
+ * The SCI is a level-triggered line, asserted while SCI_EN is set and some
+ * PM1_STS bit is set together with its PM1_EN bit. The firmware has no SMI
+ * command port (FADT SMI_CMD = 0), so the machine is always in ACPI mode and
+ * SCI_EN is set at reset (ACPI 6.5, 4.8.3.2.1).
+ *
+ * @module
+ */
+import type { AccessSize, BusDevice, Clock, IrqLine, Platform } from "./device.ts";
+import { defineState, type StateOf } from "./state.ts";
+
+/** PM1_STS bits (ACPI 6.5, Table 4.16). */
+export const PM1_STS = Object.freeze({
+  TMR: 1 << 0,
+  BM: 1 << 4,
+  GBL: 1 << 5,
+  PWRBTN: 1 << 8,
+  SLPBTN: 1 << 9,
+  RTC: 1 << 10,
+  WAK: 1 << 15,
+});
+
+/** PM1_EN bits (ACPI 6.5, Table 4.17). */
+export const PM1_EN = Object.freeze({
+  TMR: 1 << 0,
+  GBL: 1 << 5,
+  PWRBTN: 1 << 8,
+  SLPBTN: 1 << 9,
+  RTC: 1 << 10,
+});
+
+/** PM1_CNT bits (ACPI 6.5, Table 4.18). */
+export const PM1_CNT = Object.freeze({
+  SCI_EN: 1 << 0,
+  BM_RLD: 1 << 1,
+  GBL_RLS: 1 << 2,
+  SLP_TYP_SHIFT: 10,
+  SLP_TYP_MASK: 7 << 10,
+  SLP_EN: 1 << 13,
+});
+
+/** The SLP_TYPx value of S5 in dhyve's \_S5 package (bhyve uses 5 as well). */
+export const SLP_TYP_S5 = 5;
+/** The PM timer frequency in Hz (ACPI 6.5, 4.8.3.3). */
+export const PM_TIMER_HZ = 3579545;
+
+const STS_WRITABLE = PM1_STS.TMR | PM1_STS.BM | PM1_STS.GBL | PM1_STS.PWRBTN | PM1_STS.SLPBTN |
+  PM1_STS.RTC | PM1_STS.WAK;
+const EN_WRITABLE = PM1_EN.TMR | PM1_EN.GBL | PM1_EN.PWRBTN | PM1_EN.SLPBTN | PM1_EN.RTC;
+// SLP_EN is write-only and reads as zero; GBL_RLS is write-only as well.
+const CNT_STORED = PM1_CNT.SCI_EN | PM1_CNT.BM_RLD | PM1_CNT.SLP_TYP_MASK;
+
+/** State of the ACPI PM block. */
+export const AcpiPmState = defineState("acpi-pm", 1, {
+  sts: "u16",
+  en: "u16",
+  cnt: "u16",
+  /** Clock value (ns) at which the PM timer read 0. */
+  timerOrigin: "f64",
+  /** The timer's bit 31 when TMR_STS was last evaluated. */
+  timerBit31: "u8",
+  sciLevel: "bool",
+});
+
+/** The ACPI PM1 event/control blocks and PM timer. */
+export class AcpiPm {
+  readonly #clock: Clock;
+  readonly #sci: IrqLine;
+  readonly #platform: Platform;
+  readonly #s: StateOf<typeof AcpiPmState.fields>;
+
+  /** Builds the block; `sci` is the SCI line (GSI 9). */
+  constructor(
+    deps: { clock: Clock; sci: IrqLine; platform: Platform },
+    state = AcpiPmState.create(),
+  ) {
+    this.#clock = deps.clock;
+    this.#sci = deps.sci;
+    this.#platform = deps.platform;
+    this.#s = state;
+  }
+
+  /** The current PM timer value (32 bits). */
+  timerValue(): number {
+    const ticks = Math.floor(((this.#clock.now() - this.#s.timerOrigin) * PM_TIMER_HZ) / 1e9);
+    return ticks % 2 ** 32;
+  }
+
+  #updateTimerStatus(): void {
+    // TMR_STS: set when the timer's most significant bit changes (4.8.3.3).
+    const bit31 = this.timerValue() >= 2 ** 31 ? 1 : 0;
+    if (bit31 !== this.#s.timerBit31) {
+      this.#s.timerBit31 = bit31;
+      this.#s.sts |= PM1_STS.TMR;
+    }
+  }
+
+  #updateSci(): void {
+    const level = (this.#s.cnt & PM1_CNT.SCI_EN) !== 0 && (this.#s.sts & this.#s.en) !== 0;
+    if (level === this.#s.sciLevel) return;
+    this.#s.sciLevel = level;
+    if (level) this.#sci.assert();
+    else this.#sci.deassert();
+  }
+
+  /** Presses the power button: PWRBTN_STS, and an SCI if PWRBTN_EN (the guest shuts down). */
+  pressPowerButton(): void {
+    this.#s.sts |= PM1_STS.PWRBTN;
+    this.#updateSci();
+  }
+
+  /** Whether the guest enabled the power button event (an OS is listening). */
+  get powerButtonEnabled(): boolean {
+    return (this.#s.en & PM1_EN.PWRBTN) !== 0 && (this.#s.cnt & PM1_CNT.SCI_EN) !== 0;
+  }
+
+  /** Power-on state: ACPI mode (SCI_EN), all events clear and disabled, timer restarted. */
+  reset(): void {
+    this.#s.sts = 0;
+    this.#s.en = 0;
+    this.#s.cnt = PM1_CNT.SCI_EN;
+    this.#s.timerOrigin = this.#clock.now();
+    this.#s.timerBit31 = 0;
+    this.#updateSci();
+  }
+
+  /** The PM1 event block (PM1_STS at 0, PM1_EN at 2). */
+  readonly event: BusDevice = {
+    read: (offset: number, size: AccessSize): number => {
+      this.#updateTimerStatus();
+      const regs = this.#s.sts | (this.#s.en << 16);
+      return size >= 4 && offset === 0
+        ? regs >>> 0
+        : (regs >>> (offset * 8)) & (size === 1 ? 0xff : 0xffff);
+    },
+    write: (offset: number, size: AccessSize, value: number): void => {
+      // Split the access into its byte lanes so that 1-, 2- and 4-byte writes agree.
+      for (let i = 0; i < size && offset + i < 4; i++) {
+        const byte = (value >>> (i * 8)) & 0xff;
+        const at = offset + i;
+        if (at < 2) {
+          // PM1_STS: write 1 to clear (4.8.3.1).
+          this.#s.sts &= ~((byte << (at * 8)) & STS_WRITABLE);
+        } else {
+          const shift = (at - 2) * 8;
+          this.#s.en = (this.#s.en & ~(0xff << shift)) | ((byte << shift) & EN_WRITABLE);
+        }
+      }
+      this.#updateSci();
+    },
+  };
+
+  /** The PM1 control block (PM1_CNT, 2 bytes). */
+  readonly control: BusDevice = {
+    read: (offset: number, size: AccessSize): number => {
+      const v = this.#s.cnt >>> (offset * 8);
+      return size === 1 ? v & 0xff : v & 0xffff;
+    },
+    write: (offset: number, size: AccessSize, value: number): void => {
+      let v = value << (offset * 8);
+      if (size === 1) v = (this.#s.cnt & ~(0xff << (offset * 8))) | (v & (0xff << (offset * 8)));
+      // SCI_EN is owned by the (absent) SMI handler; the OS cannot clear it (4.8.3.2.1).
+      this.#s.cnt = (v & CNT_STORED) | PM1_CNT.SCI_EN;
+      if (v & PM1_CNT.SLP_EN) {
+        const slpTyp = (v & PM1_CNT.SLP_TYP_MASK) >> PM1_CNT.SLP_TYP_SHIFT;
+        if (slpTyp === SLP_TYP_S5) {
+          this.#platform.suspend({
+            kind: "poweroff",
+            message: "ACPI S5: SLP_EN with SLP_TYP 5 in PM1a_CNT",
+          });
+        }
+      }
+      this.#updateSci();
+    },
+  };
+
+  /** The PM timer (read-only; needs no lock: it only reads the clock and a constant). */
+  readonly timer: BusDevice = {
+    read: (offset: number, size: AccessSize): number => {
+      const v = this.timerValue() / 2 ** (offset * 8);
+      return size >= 4 ? Math.floor(v) >>> 0 : Math.floor(v) & (size === 1 ? 0xff : 0xffff);
+    },
+    write: (): void => {},
+  };
+}

@@ -1,0 +1,258 @@
+/**
+ * The device registry: one table from model name to a factory. The machine
+ * builder describes every device as a plain-data {@linkcode DeviceSpec}
+ * (model, name, options, shared state buffer); each thread of the VMM then
+ * attaches its own instance of the model over that same state with
+ * {@linkcode attachDevice}, with interrupt lines, clock and outputs that
+ * work in that thread. `dhyve devices` lists {@linkcode DEVICE_MODELS}.
+ *
+ * @module
+ */
+import { AcpiPm, AcpiPmState } from "./acpi_pm.ts";
+import { DebugExit } from "./debug_exit.ts";
+import type { BusDevice, Clock, IrqLine, Output, Platform } from "./device.ts";
+import { I8042, I8042State } from "./i8042.ts";
+import { PostPort, PostState } from "./post.ts";
+import { ResetControl, ResetControlState } from "./reset_control.ts";
+import { Uart16550, Uart16550State } from "./uart16550.ts";
+
+/** What a thread gives the devices it attaches. */
+export interface DeviceContext {
+  /** The interrupt line of GSI `gsi`. */
+  irq(gsi: number): IrqLine;
+  /** The monotonic clock. */
+  readonly clock: Clock;
+  /** VM-wide suspend requests. */
+  readonly platform: Platform;
+  /** Console output number `id` (see the spec's options); discarding when absent. */
+  output(id: number): Output;
+}
+
+/** A device as plain data: what to build and where its state lives. */
+export interface DeviceSpec {
+  /** The model name (a key of {@linkcode DEVICE_MODELS}). */
+  readonly model: string;
+  /** The instance name, unique in the VM (e.g. "com1"). */
+  readonly name: string;
+  /** Model-specific options (plain data). */
+  readonly options: Readonly<Record<string, number | string | boolean>>;
+  /** The shared state buffer. */
+  readonly state: SharedArrayBuffer;
+}
+
+/** A claimed range, before it goes onto a bus. */
+export interface DeviceRange {
+  readonly bus: "pio" | "mmio";
+  readonly name: string;
+  readonly base: number;
+  readonly length: number;
+  readonly device: BusDevice;
+  readonly lockFree?: boolean;
+}
+
+/** A device that takes console input. */
+export interface ConsoleInput {
+  /** Pushes bytes; returns how many were accepted. */
+  receive(bytes: Uint8Array): number;
+  /** Bytes that would be accepted now. */
+  rxSpace(): number;
+}
+
+/** A device attached in one thread. */
+export interface AttachedDevice {
+  readonly spec: DeviceSpec;
+  /** Its ranges on the buses. */
+  readonly ranges: readonly DeviceRange[];
+  /** Puts the device in its power-on state (main thread, VM creation and reset). */
+  reset(): void;
+  /** Present on devices that take console input. */
+  readonly console?: ConsoleInput;
+  /** Present on the ACPI PM block. */
+  readonly powerButton?: { press(): void; readonly enabled: boolean };
+}
+
+/** A device model in the registry. */
+export interface DeviceModel {
+  /** The model name, used in specs and (for user-placeable ones) in the TOML `type`. */
+  readonly model: string;
+  /** One line for `dhyve devices`. */
+  readonly summary: string;
+  /** Whether `[[device]] type = ...` may place it; platform devices are built in. */
+  readonly userPlaceable: boolean;
+  /** A fresh shared state buffer for one instance. */
+  newState(): SharedArrayBuffer;
+  /** Builds the instance for the calling thread. */
+  attach(ctx: DeviceContext, spec: DeviceSpec): AttachedDevice;
+}
+
+const num = (spec: DeviceSpec, key: string): number => {
+  const v = spec.options[key];
+  if (typeof v !== "number") throw new Error(`device ${spec.name}: option ${key} must be a number`);
+  return v;
+};
+
+const EMPTY_STATE = () => new SharedArrayBuffer(8);
+
+/** Every device model dhyve has, by name. */
+export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, DeviceModel>(
+  ([
+    {
+      model: "uart16550",
+      summary: "16550A UART with 16-byte FIFOs (COM ports), wired to the console",
+      userPlaceable: false,
+      newState: () => Uart16550State.bufferOf(Uart16550State.create()) as SharedArrayBuffer,
+      attach(ctx, spec) {
+        const uart = new Uart16550(
+          { irq: ctx.irq(num(spec, "irq")), out: ctx.output(num(spec, "output")) },
+          Uart16550State.bind(spec.state),
+        );
+        return {
+          spec,
+          ranges: [{
+            bus: "pio",
+            name: spec.name,
+            base: num(spec, "port"),
+            length: 8,
+            device: uart,
+          }],
+          reset: () => uart.reset(),
+          console: uart,
+        };
+      },
+    },
+    {
+      model: "i8042",
+      summary: "8042 keyboard controller (no keyboard attached): reset line, A20, self-test",
+      userPlaceable: false,
+      newState: () => I8042State.bufferOf(I8042State.create()) as SharedArrayBuffer,
+      attach(ctx, spec) {
+        const kbc = new I8042(
+          { platform: ctx.platform, irq1: ctx.irq(1), irq12: ctx.irq(12) },
+          I8042State.bind(spec.state),
+        );
+        const ports = kbc.ports();
+        return {
+          spec,
+          ranges: [
+            { bus: "pio", name: "i8042-data", base: 0x60, length: 1, device: ports.data },
+            { bus: "pio", name: "i8042-command", base: 0x64, length: 1, device: ports.command },
+          ],
+          reset: () => kbc.reset(),
+        };
+      },
+    },
+    {
+      model: "reset-control",
+      summary: "Reset control register at port 0xCF9 (ICH RST_CNT)",
+      userPlaceable: false,
+      newState: () => ResetControlState.bufferOf(ResetControlState.create()) as SharedArrayBuffer,
+      attach(ctx, spec) {
+        const dev = new ResetControl(
+          { platform: ctx.platform },
+          ResetControlState.bind(spec.state),
+        );
+        return {
+          spec,
+          ranges: [{ bus: "pio", name: spec.name, base: 0xcf9, length: 1, device: dev }],
+          reset: () => dev.reset(),
+        };
+      },
+    },
+    {
+      model: "post",
+      summary: "POST code port 0x80 (keeps the last code)",
+      userPlaceable: false,
+      newState: () => PostState.bufferOf(PostState.create()) as SharedArrayBuffer,
+      attach(_ctx, spec) {
+        const dev = new PostPort(PostState.bind(spec.state));
+        return {
+          spec,
+          ranges: [{
+            bus: "pio",
+            name: spec.name,
+            base: 0x80,
+            length: 1,
+            device: dev,
+            lockFree: true,
+          }],
+          reset: () => dev.reset(),
+        };
+      },
+    },
+    {
+      model: "acpi-pm",
+      summary: "ACPI PM1a event/control blocks (power button, S5) and the 3.58 MHz PM timer",
+      userPlaceable: false,
+      newState: () => AcpiPmState.bufferOf(AcpiPmState.create()) as SharedArrayBuffer,
+      attach(ctx, spec) {
+        const pm = new AcpiPm(
+          { clock: ctx.clock, sci: ctx.irq(num(spec, "sci")), platform: ctx.platform },
+          AcpiPmState.bind(spec.state),
+        );
+        const base = num(spec, "port");
+        return {
+          spec,
+          ranges: [
+            { bus: "pio", name: "pm1a-event", base, length: 4, device: pm.event },
+            { bus: "pio", name: "pm1a-control", base: base + 4, length: 2, device: pm.control },
+            {
+              bus: "pio",
+              name: "pm-timer",
+              base: base + 8,
+              length: 4,
+              device: pm.timer,
+              lockFree: true,
+            },
+          ],
+          reset: () => pm.reset(),
+          powerButton: {
+            press: () => pm.pressPowerButton(),
+            get enabled() {
+              return pm.powerButtonEnabled;
+            },
+          },
+        };
+      },
+    },
+    {
+      model: "debug-exit",
+      summary:
+        "Test exit port: a write of v ends dhyve with status (v << 1) | 1 (QEMU isa-debug-exit)",
+      userPlaceable: true,
+      newState: EMPTY_STATE,
+      attach(ctx, spec) {
+        const dev = new DebugExit({ platform: ctx.platform });
+        return {
+          spec,
+          ranges: [{
+            bus: "pio",
+            name: spec.name,
+            base: num(spec, "port"),
+            length: num(spec, "size"),
+            device: dev,
+            lockFree: true,
+          }],
+          reset: () => {},
+        };
+      },
+    },
+  ] satisfies DeviceModel[]).map((m) => [m.model, m] as const),
+);
+
+/** Attaches a spec's model in the calling thread. */
+export function attachDevice(ctx: DeviceContext, spec: DeviceSpec): AttachedDevice {
+  const model = DEVICE_MODELS.get(spec.model);
+  if (!model) throw new Error(`unknown device model ${spec.model} (device ${spec.name})`);
+  return model.attach(ctx, spec);
+}
+
+/** A new spec with fresh state for `model`. */
+export function newDeviceSpec(
+  model: string,
+  name: string,
+  options: DeviceSpec["options"] = {},
+): DeviceSpec {
+  const m = DEVICE_MODELS.get(model);
+  if (!m) throw new Error(`unknown device model ${model}`);
+  return { model, name, options, state: m.newState() };
+}
