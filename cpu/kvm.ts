@@ -7,7 +7,17 @@
  *
  * @module
  */
-import { cString, EACCES, ENOENT, libc, MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE } from "./libc.ts";
+import {
+  cString,
+  EACCES,
+  ENOENT,
+  libc,
+  MAP_SHARED,
+  O_CLOEXEC,
+  O_RDWR,
+  PROT_READ,
+  PROT_WRITE,
+} from "./libc.ts";
 import {
   IOCTL,
   type IoctlName,
@@ -66,7 +76,7 @@ function check(name: IoctlName, r: number, detail?: string): number {
 }
 
 function ioctlInt(fd: number, name: IoctlName, arg = 0): number {
-  return check(name, libc().fn.ioctl(fd, IOCTL[name], arg));
+  return check(name, libc().fn.ioctl(fd, IOCTL[name], BigInt(arg)));
 }
 
 function ioctlBuf(fd: number, name: IoctlName, buf: Uint8Array, detail?: string): number {
@@ -100,7 +110,9 @@ export function openKvm(path = "/dev/kvm"): number {
   const version = ioctlInt(fd, "KVM_GET_API_VERSION");
   if (version !== KVM_API_VERSION) {
     c.fn.close(fd);
-    throw new KvmUnavailableError(`${path} speaks KVM API ${version}; dhyve needs ${KVM_API_VERSION}`);
+    throw new KvmUnavailableError(
+      `${path} speaks KVM API ${version}; dhyve needs ${KVM_API_VERSION}`,
+    );
   }
   return fd;
 }
@@ -303,7 +315,11 @@ export function setGsiRouting(vmFd: number, routes: readonly GsiRoute[]): void {
 
 /** KVM_CREATE_VCPU: `id` is also the vCPU's initial APIC ID on x86. */
 export function createVcpu(vmFd: number, id: number): number {
-  return check("KVM_CREATE_VCPU", libc().fn.ioctl(vmFd, IOCTL.KVM_CREATE_VCPU, id), `id ${id}`);
+  return check(
+    "KVM_CREATE_VCPU",
+    libc().fn.ioctl(vmFd, IOCTL.KVM_CREATE_VCPU, BigInt(id)),
+    `id ${id}`,
+  );
 }
 
 /** The kvm_run page of a vCPU, mapped into this process. */
@@ -319,7 +335,7 @@ export interface RunPage {
 /** mmap()s a vCPU's kvm_run structure (shared with the kernel). */
 export function mapRunPage(vcpuFd: number, mmapSize: number): RunPage {
   const c = libc();
-  const p = c.fn.mmap(null, mmapSize, PROT_READ | PROT_WRITE, MAP_SHARED, vcpuFd, 0n);
+  const p = c.fn.mmap(null, BigInt(mmapSize), PROT_READ | PROT_WRITE, MAP_SHARED, vcpuFd, 0n);
   if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
     throw new KvmError("mmap(kvm_run)", c.errno());
   }
@@ -330,7 +346,7 @@ export function mapRunPage(vcpuFd: number, mmapSize: number): RunPage {
 
 /** Unmaps a kvm_run page. */
 export function unmapRunPage(page: RunPage): void {
-  libc().fn.munmap(page.pointer, page.bytes.length);
+  libc().fn.munmap(page.pointer, BigInt(page.bytes.length));
 }
 
 /**
@@ -339,7 +355,7 @@ export function unmapRunPage(page: RunPage): void {
  */
 export function run(vcpuFd: number): number {
   const c = libc();
-  const r = c.fn.ioctl(vcpuFd, IOCTL.KVM_RUN, 0);
+  const r = c.fn.ioctl(vcpuFd, IOCTL.KVM_RUN, 0n);
   return r < 0 ? -c.errno() : r;
 }
 
@@ -373,7 +389,10 @@ export function setCpuid2(vcpuFd: number, entries: readonly CpuidEntry[]): void 
 }
 
 /** KVM_SET_MSRS: writes MSRs; throws unless all were written. */
-export function setMsrs(vcpuFd: number, msrs: ReadonlyArray<readonly [index: number, value: bigint]>): void {
+export function setMsrs(
+  vcpuFd: number,
+  msrs: ReadonlyArray<readonly [index: number, value: bigint]>,
+): void {
   const E = KVM_MSR_ENTRY_STRUCT;
   const buf = new Uint8Array(KVM_MSRS_STRUCT.size + msrs.length * E.size);
   const dv = new DataView(buf.buffer);
@@ -396,7 +415,9 @@ export function getMsrs(vcpuFd: number, indices: readonly number[]): Map<number,
   const buf = new Uint8Array(KVM_MSRS_STRUCT.size + indices.length * E.size);
   const dv = new DataView(buf.buffer);
   dv.setUint32(KVM_MSRS_STRUCT.o.nmsrs, indices.length, true);
-  indices.forEach((index, i) => dv.setUint32(KVM_MSRS_STRUCT.o.entries + i * E.size + E.o.index, index, true));
+  indices.forEach((index, i) =>
+    dv.setUint32(KVM_MSRS_STRUCT.o.entries + i * E.size + E.o.index, index, true)
+  );
   const n = ioctlBuf(vcpuFd, "KVM_GET_MSRS", buf);
   const out = new Map<number, bigint>();
   for (let i = 0; i < n; i++) {

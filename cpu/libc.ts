@@ -20,10 +20,13 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  /** ioctl(fd, request, unsigned long arg) */
-  ioctl: { parameters: ["i32", "usize", "usize"], result: "i32" },
+  /**
+   * ioctl(fd, request, unsigned long arg). The request is bound as u32: the
+   * kernel's sys_ioctl takes `unsigned int cmd`, and every KVM request fits.
+   */
+  ioctl: { parameters: ["i32", "u32", "usize"], result: "i32" },
   /** ioctl(fd, request, void *arg) */
-  ioctlBuf: { parameters: ["i32", "usize", "buffer"], result: "i32", name: "ioctl" },
+  ioctlBuf: { parameters: ["i32", "u32", "buffer"], result: "i32", name: "ioctl" },
   mmap: {
     parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"],
     result: "pointer",
@@ -35,7 +38,11 @@ const SYMBOLS = {
   syscall3: { parameters: ["i64", "i64", "i64", "i64"], result: "i64", name: "syscall" },
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
-  strerror_r: { parameters: ["i32", "buffer", "usize"], result: "pointer", name: "__xpg_strerror_r" },
+  strerror_r: {
+    parameters: ["i32", "buffer", "usize"],
+    result: "pointer",
+    name: "__xpg_strerror_r",
+  },
   isatty: { parameters: ["i32"], result: "i32" },
 } as const;
 

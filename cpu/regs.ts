@@ -101,7 +101,9 @@ export function decodeRegs(buf: Uint8Array): Regs {
 /** Encodes {@linkcode Regs} into a kvm_regs buffer. */
 export function encodeRegs(regs: Regs, buf = new Uint8Array(KVM_REGS_STRUCT.size)): Uint8Array {
   const dv = new DataView(buf.buffer, buf.byteOffset, KVM_REGS_STRUCT.size);
-  for (const name of REG_NAMES) dv.setBigUint64(KVM_REGS_STRUCT.o[name], BigInt.asUintN(64, regs[name]), true);
+  for (const name of REG_NAMES) {
+    dv.setBigUint64(KVM_REGS_STRUCT.o[name], BigInt.asUintN(64, regs[name]), true);
+  }
   return buf;
 }
 
@@ -239,9 +241,9 @@ export function formatRegisters(regs: Regs, sregs?: Sregs): string {
       } type=${s.type} dpl=${s.dpl} db=${s.db} l=${s.l} p=${s.present}`;
     for (const n of SEGMENT_NAMES) lines.push(seg(n, sregs[n]));
     lines.push(
-      `gdt=${hex64(sregs.gdt.base)}/${sregs.gdt.limit.toString(16)} idt=${
-        hex64(sregs.idt.base)
-      }/${sregs.idt.limit.toString(16)}`,
+      `gdt=${hex64(sregs.gdt.base)}/${sregs.gdt.limit.toString(16)} idt=${hex64(sregs.idt.base)}/${
+        sregs.idt.limit.toString(16)
+      }`,
       `cr0=${hex64(sregs.cr0)} cr2=${hex64(sregs.cr2)} cr3=${hex64(sregs.cr3)} cr4=${
         hex64(sregs.cr4)
       }`,

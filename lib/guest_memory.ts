@@ -50,7 +50,9 @@ export class GuestMemory {
       if (!Number.isSafeInteger(r.gpa) || !Number.isSafeInteger(r.size) || r.size <= 0) {
         throw new Error(`bad RAM range ${r.name}`);
       }
-      if (r.gpa + r.size > span.length) throw new Error(`RAM range ${r.name} outside the host span`);
+      if (r.gpa + r.size > span.length) {
+        throw new Error(`RAM range ${r.name} outside the host span`);
+      }
       if (i > 0 && sorted[i - 1].gpa + sorted[i - 1].size > r.gpa) {
         throw new Error(`RAM ranges ${sorted[i - 1].name} and ${r.name} overlap`);
       }
@@ -87,9 +89,10 @@ export class GuestMemory {
   /** Throws {@linkcode GuestMemoryError} unless [gpa, gpa+length) is RAM. */
   check(gpa: Gpa, length: number): void {
     if (!this.contains(gpa, length)) {
-      const why = !Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || gpa < 0 || length < 0
-        ? "not a valid address/length"
-        : "not inside guest RAM";
+      const why =
+        !Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || gpa < 0 || length < 0
+          ? "not a valid address/length"
+          : "not inside guest RAM";
       throw new GuestMemoryError(gpa, length, why);
     }
   }

@@ -60,6 +60,29 @@ export const MMIO = Object.freeze({
   kvmTss: 0xfffbd000,
 });
 
+/**
+ * Where dhyve, acting as firmware, puts what it hands the guest. Everything
+ * here lies in [0xC0000, 0x100000), which the e820 map reports as reserved,
+ * so no guest ever takes it for free RAM.
+ */
+export const FIRMWARE = Object.freeze({
+  /** The boot GDT (selectors 0x10 code, 0x18 data, as the Linux boot protocol expects). */
+  gdt: 0xc0000,
+  /** Identity-mapping page tables for 64-bit entry: PML4, PDPT and four PDs (first 4 GiB). */
+  pageTables: 0xc1000,
+  /** End of the page-table area. */
+  pageTablesEnd: 0xc7000,
+  /** ACPI and MP tables: [tables, tablesEnd). The RSDP and MP floating pointer live in 0xF0000-0xFFFFF. */
+  tables: 0xe0000,
+  /** End of the table area. */
+  tablesEnd: 0x100000,
+});
+
+/** Where raw images in 32/64-bit mode get their Linux-style zero page (boot_params). */
+export const ZERO_PAGE = 0x7000;
+/** Initial stack top for raw images (grows down below the zero page). */
+export const RAW_STACK_TOP = 0x7000;
+
 /** Default lowmem limit: the PCI hole starts at 3 GiB. */
 export const DEFAULT_LOWMEM_LIMIT = 3 * GiB;
 /** The highest allowed lowmem limit: keeps 256 MiB of 32-bit PCI window below ECAM. */
@@ -162,7 +185,9 @@ export function computeLayout(size: number, lowmemLimit = DEFAULT_LOWMEM_LIMIT):
 
 /** Formats a byte count as "256 MiB", "4 GiB" or "1536 KiB" when exact, else bytes. */
 export function formatSize(n: number): string {
-  for (const [unit, f] of [["TiB", 1024 * GiB], ["GiB", GiB], ["MiB", MiB], ["KiB", KiB]] as const) {
+  for (
+    const [unit, f] of [["TiB", 1024 * GiB], ["GiB", GiB], ["MiB", MiB], ["KiB", KiB]] as const
+  ) {
     if (n >= f && n % f === 0) return `${n / f} ${unit}`;
   }
   return `${n} B`;
@@ -188,7 +213,9 @@ export function formatLayout(l: MemoryLayout): string {
     }, high ${formatSize(l.highmemSize)} from ${hexAddr(FOUR_GIB)})`,
     "ram slots:",
     ...l.ram.map((r, i) =>
-      `  slot ${i}  ${hexAddr(r.gpa)}-${hexAddr(r.gpa + r.size - 1)}  ${formatSize(r.size).padStart(9)}  ${r.name}`
+      `  slot ${i}  ${hexAddr(r.gpa)}-${hexAddr(r.gpa + r.size - 1)}  ${
+        formatSize(r.size).padStart(9)
+      }  ${r.name}`
     ),
     "e820:",
     ...l.e820.map((e) =>

@@ -44,7 +44,7 @@ function mmapOrThrow(addr: bigint | null, size: number, prot: number, flags: num
   const c = libc();
   const p = c.fn.mmap(
     addr === null ? null : Deno.UnsafePointer.create(addr),
-    size,
+    BigInt(size),
     prot,
     flags,
     -1,
@@ -81,7 +81,7 @@ export function mapGuestRam(ranges: readonly RamRange[]): HostMemory {
       );
     }
   } catch (e) {
-    c.fn.munmap(Deno.UnsafePointer.create(reservation), total);
+    c.fn.munmap(Deno.UnsafePointer.create(reservation), BigInt(total));
     throw e;
   }
   const memory = attachGuestMemory(base, span, ranges);
@@ -91,18 +91,26 @@ export function mapGuestRam(ranges: readonly RamRange[]): HostMemory {
     ranges,
     memory,
     unmap() {
-      c.fn.munmap(Deno.UnsafePointer.create(reservation), total);
+      c.fn.munmap(Deno.UnsafePointer.create(reservation), BigInt(total));
     },
     discard() {
       for (const r of ranges) {
-        c.fn.madvise(Deno.UnsafePointer.create(base + BigInt(r.gpa)), r.size, MADV_DONTNEED);
+        c.fn.madvise(
+          Deno.UnsafePointer.create(base + BigInt(r.gpa)),
+          BigInt(r.size),
+          MADV_DONTNEED,
+        );
       }
     },
   };
 }
 
 /** Builds a {@linkcode GuestMemory} over an existing mapping (used by vCPU Workers). */
-export function attachGuestMemory(base: bigint, span: number, ranges: readonly RamRange[]): GuestMemory {
+export function attachGuestMemory(
+  base: bigint,
+  span: number,
+  ranges: readonly RamRange[],
+): GuestMemory {
   const p = Deno.UnsafePointer.create(base);
   if (p === null) throw new Error("guest memory base is NULL");
   const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, span));

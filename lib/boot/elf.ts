@@ -1,0 +1,94 @@
+/**
+ * A minimal ELF reader for boot payloads: the header and the PT_LOAD
+ * program headers of 32- and 64-bit little-endian x86 images.
+ *
+ * Source: System V ABI, "ELF Header" and "Program Header"; x86 psABI
+ * supplements (EM_386 = 3, EM_X86_64 = 62).
+ *
+ * @module
+ */
+
+/** A loadable segment. */
+export interface ElfSegment {
+  /** Offset of the segment's bytes in the file. */
+  readonly offset: number;
+  /** Physical (load) address. */
+  readonly paddr: number;
+  /** Virtual address. */
+  readonly vaddr: number;
+  /** Bytes present in the file. */
+  readonly filesz: number;
+  /** Bytes in memory (the rest is zero-filled). */
+  readonly memsz: number;
+}
+
+/** The parts of an ELF image a loader needs. */
+export interface ElfImage {
+  readonly class: 32 | 64;
+  readonly machine: number;
+  readonly entry: number;
+  readonly segments: readonly ElfSegment[];
+}
+
+/** ELF machine numbers. */
+export const EM_386 = 3;
+/** ELF machine numbers. */
+export const EM_X86_64 = 62;
+
+const PT_LOAD = 1;
+
+/** True when `bytes` starts with the ELF magic. */
+export function isElf(bytes: Uint8Array): boolean {
+  return bytes.length >= 4 && bytes[0] === 0x7f && bytes[1] === 0x45 && bytes[2] === 0x4c &&
+    bytes[3] === 0x46;
+}
+
+/** Parses an ELF image; throws with a clear message on anything malformed. */
+export function parseElf(bytes: Uint8Array, what = "ELF image"): ElfImage {
+  if (!isElf(bytes)) throw new Error(`${what}: not an ELF file`);
+  if (bytes.length < 52) throw new Error(`${what}: truncated ELF header`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const cls = bytes[4];
+  if (cls !== 1 && cls !== 2) throw new Error(`${what}: unknown ELF class ${cls}`);
+  if (bytes[5] !== 1) throw new Error(`${what}: not little-endian`);
+  const is64 = cls === 2;
+  const machine = dv.getUint16(18, true);
+  const u = (off: number) => (is64 ? Number(dv.getBigUint64(off, true)) : dv.getUint32(off, true));
+  const entry = u(24);
+  const phoff = is64 ? Number(dv.getBigUint64(32, true)) : dv.getUint32(28, true);
+  const phentsize = dv.getUint16(is64 ? 54 : 42, true);
+  const phnum = dv.getUint16(is64 ? 56 : 44, true);
+  const minEnt = is64 ? 56 : 32;
+  if (phnum === 0) throw new Error(`${what}: no program headers`);
+  if (phentsize < minEnt) throw new Error(`${what}: program header size ${phentsize} too small`);
+  if (phoff + phnum * phentsize > bytes.length) {
+    throw new Error(`${what}: program headers outside the file`);
+  }
+  const segments: ElfSegment[] = [];
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * phentsize;
+    if (dv.getUint32(at, true) !== PT_LOAD) continue;
+    const seg: ElfSegment = is64
+      ? {
+        offset: Number(dv.getBigUint64(at + 8, true)),
+        vaddr: Number(dv.getBigUint64(at + 16, true)),
+        paddr: Number(dv.getBigUint64(at + 24, true)),
+        filesz: Number(dv.getBigUint64(at + 32, true)),
+        memsz: Number(dv.getBigUint64(at + 40, true)),
+      }
+      : {
+        offset: dv.getUint32(at + 4, true),
+        vaddr: dv.getUint32(at + 8, true),
+        paddr: dv.getUint32(at + 12, true),
+        filesz: dv.getUint32(at + 16, true),
+        memsz: dv.getUint32(at + 20, true),
+      };
+    if (seg.filesz > seg.memsz) throw new Error(`${what}: segment ${i} has filesz > memsz`);
+    if (seg.offset + seg.filesz > bytes.length) {
+      throw new Error(`${what}: segment ${i} extends past the file`);
+    }
+    if (seg.memsz > 0) segments.push(seg);
+  }
+  if (segments.length === 0) throw new Error(`${what}: no loadable segments`);
+  return { class: is64 ? 64 : 32, machine, entry, segments };
+}

@@ -1,0 +1,156 @@
+/**
+ * The host side of the serial console: stdin into the UART that is wired to
+ * "stdio". On a terminal, stdin is put in raw mode (so Ctrl-C reaches the
+ * guest) and an escape sequence, Ctrl-A followed by a key, talks to dhyve:
+ *
+ * - `Ctrl-A x`: quit (forced poweroff, exit status 1)
+ * - `Ctrl-A p`: press the ACPI power button (the guest shuts down)
+ * - `Ctrl-A Ctrl-A`: send one Ctrl-A to the guest
+ * - `Ctrl-A h` or `Ctrl-A ?`: show this help on stderr
+ *
+ * Piped stdin works too: it is fed to the guest without escape processing,
+ * as fast as the UART's receive FIFO takes it; at end of input the guest
+ * simply sees no more bytes.
+ *
+ * @module
+ */
+import type { ConsoleInput } from "../devices/registry.ts";
+import type { DeviceLock } from "../devices/bus.ts";
+
+/** Ctrl-A. */
+export const ESCAPE = 0x01;
+
+/** What the escape sequences ask for. */
+export interface ConsoleActions {
+  quit(): void;
+  powerButton(): void;
+}
+
+/** The help text for the escape sequences. */
+export const ESCAPE_HELP = [
+  "dhyve console escapes:",
+  "  Ctrl-A x       quit (forced poweroff)",
+  "  Ctrl-A p       press the ACPI power button",
+  "  Ctrl-A Ctrl-A  send Ctrl-A to the guest",
+  "  Ctrl-A h       this help",
+].join("\r\n") + "\r\n";
+
+/**
+ * Splits terminal input into guest bytes and escape actions. Pure and
+ * stateful across calls (an escape may straddle two reads).
+ */
+export class EscapeParser {
+  #pending = false;
+
+  /** Returns the bytes for the guest; calls `actions` for escapes. */
+  feed(input: Uint8Array, actions: ConsoleActions & { help(): void }): Uint8Array {
+    const out: number[] = [];
+    for (const b of input) {
+      if (this.#pending) {
+        this.#pending = false;
+        if (b === ESCAPE) out.push(ESCAPE);
+        else if (b === 0x78 /* x */ || b === 0x58) actions.quit();
+        else if (b === 0x70 /* p */ || b === 0x50) actions.powerButton();
+        else if (b === 0x68 /* h */ || b === 0x3f /* ? */) actions.help();
+        // Anything else after Ctrl-A is dropped, as QEMU does.
+      } else if (b === ESCAPE) {
+        this.#pending = true;
+      } else {
+        out.push(b);
+      }
+    }
+    return Uint8Array.from(out);
+  }
+}
+
+/** Feeds stdin to a console device until stopped. */
+export class StdinConsole {
+  readonly #device: ConsoleInput;
+  readonly #lock: DeviceLock;
+  readonly #actions: ConsoleActions;
+  readonly #tty: boolean;
+  readonly #parser = new EscapeParser();
+  #queue: Uint8Array[] = [];
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+
+  /** Binds stdin to `device`; accesses to it take `lock`. */
+  constructor(device: ConsoleInput, lock: DeviceLock, actions: ConsoleActions) {
+    this.#device = device;
+    this.#lock = lock;
+    this.#actions = actions;
+    this.#tty = Deno.stdin.isTerminal();
+  }
+
+  /** Starts reading (raw mode on a terminal). */
+  start(): void {
+    if (this.#tty) Deno.stdin.setRaw(true);
+    this.#reader = Deno.stdin.readable.getReader();
+    void this.#pump();
+  }
+
+  async #pump(): Promise<void> {
+    const reader = this.#reader!;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || this.#stopped) break;
+        const bytes = this.#tty
+          ? this.#parser.feed(value, {
+            ...this.#actions,
+            help: () => Deno.stderr.writeSync(new TextEncoder().encode(ESCAPE_HELP)),
+          })
+          : value;
+        if (bytes.length) {
+          this.#queue.push(bytes);
+          this.#flush();
+        }
+      }
+    } catch {
+      // stdin closed or cancelled on stop
+    }
+  }
+
+  /** Moves queued input into the device's FIFO; retries while it is full. */
+  #flush(): void {
+    if (this.#stopped) return;
+    while (this.#queue.length > 0) {
+      const head = this.#queue[0];
+      this.#lock.acquire();
+      let n: number;
+      try {
+        n = this.#device.receive(head);
+      } finally {
+        this.#lock.release();
+      }
+      if (n === head.length) this.#queue.shift();
+      else {
+        this.#queue[0] = head.subarray(n);
+        break;
+      }
+    }
+    if (this.#queue.length > 0 && this.#retry === undefined) {
+      // The guest drains the FIFO from its own thread; look again shortly.
+      this.#retry = setTimeout(() => {
+        this.#retry = undefined;
+        this.#flush();
+      }, 2);
+    }
+  }
+
+  /** Stops reading and restores the terminal. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
+    try {
+      await this.#reader?.cancel();
+    } catch { /* already closed */ }
+    this.#reader?.releaseLock();
+    if (this.#tty) {
+      try {
+        Deno.stdin.setRaw(false);
+      } catch { /* not a terminal any more */ }
+    }
+  }
+}

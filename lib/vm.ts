@@ -1,0 +1,241 @@
+/**
+ * A running VM: starts the vCPU Workers, waits for a VM-wide suspend
+ * (reset, poweroff, halt, triple fault, error or debug exit), stops every
+ * vCPU and releases everything, whatever the path out.
+ *
+ * Exit statuses are bhyve's: 0 reset, 1 poweroff, 2 halt, 3 triple fault,
+ * 4 error; a debug-exit device write of v gives (v << 1) | 1.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { KVM_RUN_STRUCT } from "../cpu/kvm_abi.ts";
+import { libc, SIGUSR1 } from "../cpu/libc.ts";
+import type { VcpuWorkerMessage } from "../cpu/vcpu_worker.ts";
+import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
+import type { VmConfig } from "./config.ts";
+import { buildMachine, type BuildOptions, type Machine, spawnVcpuWorkers } from "./machine.ts";
+import { VCPU_REQUEST, type VcpuStatName } from "./vm_control.ts";
+
+const log = getLogger(["dhyve", "vm"]);
+
+/** bhyve's exit statuses by suspend kind (debug-exit carries its own). */
+export const EXIT_STATUS: Readonly<Record<Exclude<SuspendKind, "debug-exit">, number>> = Object
+  .freeze({
+    reset: 0,
+    poweroff: 1,
+    halt: 2,
+    "triple-fault": 3,
+    error: 4,
+  });
+
+/** How a VM ended. */
+export interface VmExit {
+  readonly kind: SuspendKind;
+  /** The process exit status dhyve uses for it. */
+  readonly status: number;
+  readonly message?: string;
+}
+
+/** Per-vCPU statistics. */
+export interface VcpuStats {
+  readonly index: number;
+  readonly apicId: number;
+  readonly state: string;
+  readonly exits: Readonly<Record<VcpuStatName, number>>;
+  /** Wall-clock ms (performance.timeOrigin-based) of the first KVM_RUN. */
+  readonly firstRunWallMs: number;
+  /** Nanoseconds from the first KVM_RUN to leaving the run loop. */
+  readonly runNs: number;
+}
+
+/** Options for {@linkcode Vm.create}. */
+export interface VmOptions extends BuildOptions {
+  /** How long to wait for vCPUs to stop after a suspend before giving up on them (ms). */
+  readonly stopTimeoutMs?: number;
+}
+
+/** The exit status of a suspend request. */
+export function exitStatusOf(req: SuspendRequest): number {
+  if (req.kind === "debug-exit") return (req.status ?? 1) & 0xff;
+  return EXIT_STATUS[req.kind];
+}
+
+let signalUsers = 0;
+const noop = () => {};
+
+/** A VM built from a config; call {@linkcode Vm.start} then {@linkcode Vm.wait}. */
+export class Vm {
+  /** The machine: memory, devices, vCPUs. */
+  readonly machine: Machine;
+  readonly #stopTimeoutMs: number;
+  #started = false;
+  #finished: Promise<VmExit> | undefined;
+  #closed = false;
+
+  private constructor(machine: Machine, options: VmOptions) {
+    this.machine = machine;
+    this.#stopTimeoutMs = options.stopTimeoutMs ?? 5000;
+    for (const v of machine.vcpus) {
+      v.worker.onmessage = (e: MessageEvent<VcpuWorkerMessage>) => this.#onWorkerMessage(e.data);
+      v.worker.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        machine.control.requestSuspend({
+          kind: "error",
+          message: `vcpu ${v.place.index}: worker error: ${e.message}`,
+        });
+      };
+    }
+  }
+
+  /** Builds the machine for `config` (vCPU Workers start loading at once). */
+  static async create(config: VmConfig, options: VmOptions = {}): Promise<Vm> {
+    const workers = spawnVcpuWorkers(config.cpu.cpus);
+    const machine = await buildMachine(config, options, workers);
+    return new Vm(machine, options);
+  }
+
+  #onWorkerMessage(m: VcpuWorkerMessage): void {
+    if (m.type === "log") {
+      const text = m.message.replaceAll("{", "{{").replaceAll("}", "}}");
+      if (m.level === "error") log.error(text);
+      else if (m.level === "warning") log.warn(text);
+      else if (m.level === "info") log.info(text);
+      else log.debug(text);
+    }
+  }
+
+  /** Starts every vCPU. The BSP runs the payload; APs wait for INIT/SIPI in KVM. */
+  async start(): Promise<void> {
+    if (this.#started) throw new Error("VM already started");
+    this.#started = true;
+    if (signalUsers++ === 0) Deno.addSignalListener("SIGUSR1", noop);
+    // Every Worker publishes its thread id once it has attached its devices.
+    for (const v of this.machine.vcpus) {
+      const tid = await v.control.waitTid(10_000);
+      if (tid === 0) {
+        this.machine.control.requestSuspend({
+          kind: "error",
+          message: `vcpu ${v.place.index}: worker did not start`,
+        });
+        return;
+      }
+    }
+    for (const v of this.machine.vcpus) v.control.setRequest(VCPU_REQUEST.run);
+  }
+
+  /** Interrupts vCPU `i`'s KVM_RUN (immediate_exit + SIGUSR1 to its thread). */
+  kick(i: number): void {
+    const v = this.machine.vcpus[i];
+    v.run.bytes[KVM_RUN_STRUCT.o.immediateExit] = 1;
+    const tid = v.control.tid;
+    if (tid !== 0) libc().tgkill(tid, SIGUSR1);
+  }
+
+  /** Requests a VM-wide suspend (e.g. a forced poweroff). Returns false if one is already under way. */
+  requestSuspend(req: SuspendRequest): boolean {
+    return this.machine.control.requestSuspend(req);
+  }
+
+  /**
+   * Presses the ACPI power button. Returns false when the guest has not
+   * enabled the power button event (no ACPI OS is listening).
+   */
+  pressPowerButton(): boolean {
+    const pm = this.machine.devices.devices.find((d) => d.powerButton)?.powerButton;
+    if (!pm) return false;
+    return this.machine.control.lock.with(() => {
+      if (!pm.enabled) return false;
+      pm.press();
+      return true;
+    });
+  }
+
+  /** Statistics of every vCPU. */
+  stats(): VcpuStats[] {
+    return this.machine.vcpus.map((v) => ({
+      index: v.place.index,
+      apicId: v.place.apicId,
+      state: v.control.state,
+      exits: v.control.snapshotStats(),
+      firstRunWallMs: v.control.firstRunWallMs,
+      runNs: v.control.suspendNs > 0 ? v.control.suspendNs - v.control.firstRunNs : 0,
+    }));
+  }
+
+  /** Resolves when the VM has suspended and everything is released. */
+  wait(): Promise<VmExit> {
+    this.#finished ??= this.#waitAndStop();
+    return this.#finished;
+  }
+
+  async #waitAndStop(): Promise<VmExit> {
+    const control = this.machine.control;
+    try {
+      let req: SuspendRequest | undefined;
+      for (;;) {
+        const seen = control.wakeCount();
+        req = control.suspendRequest();
+        if (req) break;
+        await control.waitWake(seen, 1000);
+      }
+      await this.#stopVcpus();
+      const status = exitStatusOf(req);
+      const exit: VmExit = { kind: req.kind, status, message: req.message };
+      const text = (req.message ?? req.kind).replaceAll("{", "{{").replaceAll("}", "}}");
+      if (req.kind === "error" || req.kind === "triple-fault") log.error(text);
+      else log.info(text);
+      return exit;
+    } finally {
+      this.close();
+    }
+  }
+
+  async #stopVcpus(): Promise<void> {
+    const vcpus = this.machine.vcpus;
+    const deadline = Date.now() + this.#stopTimeoutMs;
+    const out = (s: string) =>
+      s === "suspended" || s === "paused" || s === "finished" || s === "created";
+    for (;;) {
+      const pending = vcpus.filter((v) => !out(v.control.state));
+      if (pending.length === 0) break;
+      if (Date.now() > deadline) {
+        log.warn("vcpu(s) {ids} did not stop within {ms} ms", {
+          ids: pending.map((v) => v.place.index).join(","),
+          ms: this.#stopTimeoutMs,
+        });
+        break;
+      }
+      for (const v of pending) this.kick(v.place.index);
+      await Promise.race(pending.map((v) => v.control.waitStateChange("running", 50)));
+    }
+    // Let every Worker leave its loop and close.
+    for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.exit);
+    await Promise.all(
+      vcpus.map((v) =>
+        v.control.state === "finished" ? undefined : v.control.waitStateChange(v.control.state, 200)
+      ),
+    );
+  }
+
+  /** Releases the machine: terminates the Workers, unmaps memory, closes fds. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const v of this.machine.vcpus) v.worker.terminate();
+    this.machine.close();
+    if (this.#started && --signalUsers === 0) Deno.removeSignalListener("SIGUSR1", noop);
+  }
+}
+
+/** Builds, starts and runs a VM to its end. */
+export async function runVm(config: VmConfig, options: VmOptions = {}): Promise<VmExit> {
+  const vm = await Vm.create(config, options);
+  try {
+    await vm.start();
+  } catch (e) {
+    vm.close();
+    throw e;
+  }
+  return await vm.wait();
+}

@@ -1,0 +1,191 @@
+/**
+ * The dhyve command line. Thin: it parses arguments and calls the library.
+ *
+ * ```
+ * deno run -A main.ts up vm.toml      boot a VM
+ * deno run -A main.ts check vm.toml   print the effective config and memory map
+ * deno run -A main.ts devices         list the device models
+ * ```
+ *
+ * Exit statuses: 0 reset, 1 poweroff, 2 halt, 3 triple fault, 4 error
+ * (bhyve's); (v << 1) | 1 after a debug-exit write of v; 2 for usage and
+ * config errors, before any VM is created.
+ *
+ * @module
+ */
+import { Command, CommanderError, Option } from "commander";
+import { getLogger, type LogLevel } from "@logtape/logtape";
+import { ConfigError, formatConfig, loadConfig, type VmConfig } from "./lib/config.ts";
+import { setupLogging } from "./lib/log.ts";
+
+/** Usage and config errors. */
+const EXIT_USAGE = 2;
+/** Errors (bhyve's 4). */
+const EXIT_ERROR = 4;
+
+const log = getLogger(["dhyve"]);
+
+function fail(message: string, status: number): never {
+  Deno.stderr.writeSync(new TextEncoder().encode(`dhyve: ${message}\n`));
+  Deno.exit(status);
+}
+
+async function readConfig(path: string): Promise<VmConfig> {
+  try {
+    return await loadConfig(path);
+  } catch (e) {
+    if (e instanceof ConfigError) fail(`invalid VM definition:\n${e.message}`, EXIT_USAGE);
+    throw e;
+  }
+}
+
+function levelOf(opts: { verbose?: number; quiet?: boolean }): LogLevel {
+  if (opts.quiet) return "error";
+  if ((opts.verbose ?? 0) >= 2) return "trace";
+  if ((opts.verbose ?? 0) >= 1) return "debug";
+  return "info";
+}
+
+async function up(
+  path: string,
+  opts: { verbose?: number; quiet?: boolean; report?: string },
+): Promise<never> {
+  await setupLogging(levelOf(opts), (opts.verbose ?? 0) > 0);
+  const config = await readConfig(path);
+  const { Vm } = await import("./lib/vm.ts");
+  const { StdinConsole } = await import("./lib/console.ts");
+  const { KvmUnavailableError } = await import("./cpu/kvm.ts");
+  const { PayloadError } = await import("./lib/boot/payload.ts");
+
+  let vm: import("./lib/vm.ts").Vm;
+  try {
+    vm = await Vm.create(config);
+  } catch (e) {
+    if (e instanceof PayloadError) fail(e.message, EXIT_USAGE);
+    if (e instanceof KvmUnavailableError) fail(e.message, EXIT_ERROR);
+    fail(`cannot create the VM: ${(e as Error).message}`, EXIT_ERROR);
+  }
+
+  // bhyve's SIGTERM: ask the guest to power off through ACPI; a second
+  // signal (or a guest that does not listen) forces the poweroff.
+  let signalled = 0;
+  const onSignal = (name: string) => () => {
+    signalled++;
+    if (signalled === 1 && vm.pressPowerButton()) {
+      log.info("{name}: pressed the ACPI power button; send it again to force a poweroff", {
+        name,
+      });
+      return;
+    }
+    vm.requestSuspend({ kind: "poweroff", message: `${name}: forced poweroff` });
+  };
+  const signals: [Deno.Signal, () => void][] = [["SIGTERM", onSignal("SIGTERM")], [
+    "SIGINT",
+    onSignal("SIGINT"),
+  ]];
+  for (const [s, f] of signals) Deno.addSignalListener(s, f);
+
+  const stdioPort = (["com1", "com2"] as const).find((p) => config.console[p].kind === "stdio");
+  const device = stdioPort &&
+    vm.machine.devices.devices.find((d) => d.spec.name === stdioPort)?.console;
+  const console = device
+    ? new StdinConsole(device, vm.machine.control.lock, {
+      quit: () => vm.requestSuspend({ kind: "poweroff", message: "console: quit (Ctrl-A x)" }),
+      powerButton: () => {
+        if (!vm.pressPowerButton()) log.warn("the guest does not listen to the ACPI power button");
+      },
+    })
+    : undefined;
+
+  let status = EXIT_ERROR;
+  try {
+    await vm.start();
+    console?.start();
+    const exit = await vm.wait();
+    status = exit.status;
+    if (opts.report) {
+      const report = {
+        vm: config.vm.name,
+        exit,
+        vcpus: vm.stats(),
+        unclaimed: vm.machine.control.unclaimed,
+      };
+      await Deno.writeTextFile(opts.report, JSON.stringify(report, null, 2) + "\n");
+    }
+  } catch (e) {
+    log.error("{message}", { message: (e as Error).message });
+    vm.close();
+  } finally {
+    await console?.stop();
+    for (const [s, f] of signals) Deno.removeSignalListener(s, f);
+  }
+  Deno.exit(status);
+}
+
+async function check(path: string): Promise<void> {
+  const config = await readConfig(path);
+  const { computeLayout, formatLayout } = await import("./lib/layout.ts");
+  const { formatTopology } = await import("./cpu/topology.ts");
+  const out = [
+    formatConfig(config).trimEnd(),
+    "",
+    formatTopology(config.cpu),
+    "",
+    formatLayout(computeLayout(config.memory.size, config.memory.lowmemLimit)),
+    "",
+  ];
+  console.log(out.join("\n"));
+}
+
+async function devices(): Promise<void> {
+  const { DEVICE_MODELS } = await import("./devices/registry.ts");
+  const rows = [...DEVICE_MODELS.values()];
+  const width = Math.max(...rows.map((m) => m.model.length));
+  for (const m of rows) {
+    console.log(
+      `${m.model.padEnd(width)}  ${m.userPlaceable ? "[[device]]" : "built-in  "}  ${m.summary}`,
+    );
+  }
+}
+
+/** Builds the command tree. */
+export function cli(): Command {
+  const program = new Command()
+    .name("dhyve")
+    .description("a hypervisor for x86-64 Linux KVM, driven by a TOML VM definition")
+    .exitOverride()
+    .showHelpAfterError();
+  program.command("up")
+    .description("boot the VM described by a TOML file and run it until it stops")
+    .argument("<vm.toml>", "the VM definition")
+    .addOption(
+      new Option("-v, --verbose", "more logging (repeat for more)").argParser((_v, prev: number) =>
+        prev + 1
+      ).default(0),
+    )
+    .option("-q, --quiet", "log errors only")
+    .option(
+      "--report <file>",
+      "write a JSON report (exit, per-vCPU exit counts, timings) at the end",
+    )
+    .action(up);
+  program.command("check")
+    .description("validate a VM definition; print the effective config, topology and memory map")
+    .argument("<vm.toml>", "the VM definition")
+    .action(check);
+  program.command("devices")
+    .description("list the device models")
+    .action(devices);
+  return program;
+}
+
+if (import.meta.main) {
+  try {
+    await cli().parseAsync(Deno.args, { from: "user" });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      Deno.exit(e.exitCode === 0 ? 0 : EXIT_USAGE);
+    }
+    fail((e as Error).message, EXIT_ERROR);
+  }
+}
