@@ -73,3 +73,21 @@ export interface Platform {
   /** Requests a VM-wide suspend; the first request wins. */
   suspend(request: SuspendRequest): void;
 }
+
+/** Delivers message-signalled interrupts (PCI MSI/MSI-X, HPET FSB). */
+export interface MsiSink {
+  /** Sends one message: a write of `data` to `address` (0xFEExxxxx on x86). */
+  send(address: number, data: number): void;
+}
+
+/**
+ * Implemented by devices that own timers. A device gets its timers from its
+ * host (numbered 0..n-1 for that device) and is called back with the
+ * number of the timer that expired. Callbacks run with the device lock held,
+ * on whichever thread runs the VM's timers, possibly late: a device must
+ * derive what happened from the clock, never from the callback's timing.
+ */
+export interface TimerOwner {
+  /** Timer `id` reached its deadline. */
+  onTimer(id: number): void;
+}

@@ -1,0 +1,138 @@
+/**
+ * The exit benchmark, measured in one run:
+ *
+ * 1. The port-I/O exit round trip: the same real-mode guest
+ *    (tests/guests/outloop: `out 0x80` in a loop, then a debug-exit write)
+ *    runs under a raw C KVM loop (bench/kvm_loop.c, built with gcc now) and
+ *    under dhyve (`main.ts up`, the POST-code port on the vCPU's own thread).
+ *    Each run reports the time from its first KVM_RUN to the debug-exit, and
+ *    the per-exit cost is the median over alternating runs. The ratio
+ *    dhyve / C is printed with its target (<= 1.10).
+ * 2. Start-up: from spawning `deno run -A main.ts up` to its first KVM_RUN
+ *    (target < 150 ms), taken from the same dhyve runs.
+ *
+ * Timings on our machines are noisy (guest ring 0 is emulated): the runs
+ * alternate and medians are compared, never absolute numbers across runs.
+ *
+ * Usage: deno task bench [--iterations N] [--runs R]
+ *
+ * @module
+ */
+import { buildGuest, OUTLOOP_COUNT_OFFSET } from "../tests/guests/build.ts";
+
+const args = new Map<string, string>();
+for (let i = 0; i < Deno.args.length; i += 2) {
+  args.set(Deno.args[i].replace(/^--/, ""), Deno.args[i + 1]);
+}
+const ITERATIONS = Number(args.get("iterations") ?? 100_000);
+const RUNS = Number(args.get("runs") ?? 5);
+
+const root = new URL("..", import.meta.url).pathname;
+const dir = await Deno.makeTempDir({ prefix: "dhyve-bench-" });
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function run(
+  cmd: string,
+  argv: string[],
+  cwd = root,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(cmd, { args: argv, cwd, stdout: "piped", stderr: "piped" })
+    .output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+try {
+  // The guest, with the loop count patched in.
+  const image = await buildGuest("outloop");
+  new DataView(image.buffer, image.byteOffset).setUint32(OUTLOOP_COUNT_OFFSET, ITERATIONS, true);
+  const imagePath = `${dir}/outloop.bin`;
+  await Deno.writeFile(imagePath, image);
+
+  // The C baseline.
+  const cc = await run("gcc", ["-O2", "-o", `${dir}/kvm_loop`, `${root}bench/kvm_loop.c`]);
+  if (cc.code !== 0) throw new Error(`gcc failed:\n${cc.stderr}`);
+
+  // dhyve's VM definition for the same guest.
+  const toml = `[vm]
+name = "exit-bench"
+[memory]
+size = "16M"
+[boot]
+kind = "raw"
+image = "${imagePath}"
+address = 0x10000
+entry = "real16"
+[console]
+com1 = "none"
+[[device]]
+type = "debug-exit"
+port = 0xf4
+size = 1
+`;
+  await Deno.writeTextFile(`${dir}/bench.toml`, toml);
+
+  const cNs: number[] = [];
+  const dNs: number[] = [];
+  const startMs: number[] = [];
+  console.log(
+    `exit benchmark: ${ITERATIONS} port-I/O exits per run, ${RUNS} runs each, alternating`,
+  );
+  for (let i = 0; i < RUNS; i++) {
+    const c = await run(`${dir}/kvm_loop`, [imagePath]);
+    if (c.code !== 0) throw new Error(`kvm_loop failed: ${c.stderr}`);
+    const cr = JSON.parse(c.stdout) as { io_exits: number; ns: number };
+    cNs.push(cr.ns / cr.io_exits);
+
+    const report = `${dir}/report${i}.json`;
+    const spawnedAt = performance.timeOrigin + performance.now();
+    const d = await run(Deno.execPath(), [
+      "run",
+      "-A",
+      `${root}main.ts`,
+      "up",
+      "-q",
+      `${dir}/bench.toml`,
+      "--report",
+      report,
+    ]);
+    if (d.code !== 1) {
+      throw new Error(`dhyve exited with ${d.code} (expected 1, debug-exit 0):\n${d.stderr}`);
+    }
+    const r = JSON.parse(await Deno.readTextFile(report)) as {
+      vcpus: { exits: { io: number }; runNs: number; firstRunWallMs: number }[];
+    };
+    const v = r.vcpus[0];
+    dNs.push(v.runNs / v.exits.io);
+    startMs.push(v.firstRunWallMs - spawnedAt);
+    console.log(
+      `  run ${i + 1}: C ${(cNs[i] / 1000).toFixed(2)} us/exit, dhyve ${
+        (dNs[i] / 1000).toFixed(2)
+      } us/exit, ` +
+        `start to first KVM_RUN ${startMs[i].toFixed(1)} ms`,
+    );
+  }
+  const ratio = median(dNs) / median(cNs);
+  const start = median(startMs);
+  console.log("");
+  console.log(
+    `port-I/O exit round trip: C ${(median(cNs) / 1000).toFixed(2)} us, dhyve ${
+      (median(dNs) / 1000).toFixed(2)
+    } us`,
+  );
+  console.log(
+    `ratio dhyve/C: ${ratio.toFixed(3)} (target <= 1.10: ${ratio <= 1.1 ? "met" : "missed"})`,
+  );
+  console.log(
+    `process start to first KVM_RUN: ${start.toFixed(1)} ms median (target < 150 ms: ${
+      start < 150 ? "met" : "missed"
+    })`,
+  );
+} finally {
+  await Deno.remove(dir, { recursive: true });
+}

@@ -1,0 +1,216 @@
+/**
+ * Builds dhyve's test guests from source, reproducibly.
+ *
+ * - `probe` (tests/guests/probe/): a Multiboot v1 ELF32 kernel, linked at
+ *   1 MiB, that prints a report on COM1 and powers off. Its stripped ELF is
+ *   embedded in lib/boot/_probe_image.ts.
+ * - `outloop` (tests/guests/outloop/): a flat 16-bit real-mode binary for the
+ *   port I/O exit benchmark; load it at 0x10000 and enter with CS=0x1000,
+ *   IP=0; patch the loop count at {@link OUTLOOP_COUNT_OFFSET}.
+ *
+ * CLI:
+ * - `deno run -A tests/guests/build.ts` builds all guests into
+ *   tests/guests/out/ (git-ignored) for inspection;
+ * - `deno run -A tests/guests/build.ts --write` (`deno task guests`)
+ *   regenerates lib/boot/_probe_image.ts.
+ *
+ * Needs gcc (with -m32) and GNU binutils. The output is byte-identical across
+ * runs and checkout paths: no debug info, prefix maps, `--build-id=none`, all
+ * symbols stripped, no timestamps.
+ *
+ * @module
+ */
+
+/** Names of the guests this module builds. */
+export type GuestName = "probe" | "outloop";
+
+/** Byte offset of the 32-bit little-endian loop count in the outloop binary. */
+export const OUTLOOP_COUNT_OFFSET = 4;
+
+const GUESTS_DIR = new URL(".", import.meta.url);
+const REPO_ROOT = new URL("../../", import.meta.url);
+const PROBE_IMAGE_MODULE = new URL("lib/boot/_probe_image.ts", REPO_ROOT);
+const OUT_DIR = new URL("out/", GUESTS_DIR);
+
+/** Probe sources, in link order (entry.S first). */
+const PROBE_SOURCES = [
+  "entry.S",
+  "main.c",
+  "lib.c",
+  "idt.c",
+  "smp.c",
+  "acpi.c",
+  "mp.c",
+  "pci.c",
+  "hpet.c",
+  "rtc.c",
+];
+
+/**
+ * Fixed compiler flags. Ring-0 guest code runs in KVM's instruction emulator
+ * on the development machines, so only plain integer instructions: no
+ * SSE/x87/AVX, i586 (no cmov).
+ */
+const PROBE_CFLAGS = [
+  "-m32",
+  "-march=i586",
+  "-mgeneral-regs-only",
+  "-ffreestanding",
+  "-fno-pic",
+  "-fno-pie",
+  "-fno-stack-protector",
+  "-fno-asynchronous-unwind-tables",
+  "-fno-builtin",
+  "-fno-ident",
+  "-Os",
+  "-Wall",
+  "-Wextra",
+  "-Werror",
+];
+
+const PROBE_LDFLAGS = [
+  "-m",
+  "elf_i386",
+  "-nostdlib",
+  "-n", // no page alignment in the file: a smaller image
+  "--build-id=none",
+  "-s", // strip all symbols
+  "-T",
+  "linker.ld",
+];
+
+function path(url: URL): string {
+  return decodeURIComponent(url.pathname);
+}
+
+async function run(cmd: string, args: string[], cwd: string): Promise<void> {
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" })
+      .output();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(
+        `building the test guests needs \`${cmd}\` (gcc with -m32 and GNU binutils), ` +
+          `which is not installed; on Debian: apt-get install gcc binutils`,
+      );
+    }
+    throw e;
+  }
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+    throw new Error(`${cmd} ${args.join(" ")} failed (exit ${out.code}):\n${text}`);
+  }
+}
+
+async function buildProbe(tmp: string): Promise<Uint8Array> {
+  const src = path(new URL("probe/", GUESTS_DIR));
+  const objs: string[] = [];
+  for (const file of PROBE_SOURCES) {
+    const obj = `${tmp}/${file.replace(/\.[cS]$/, ".o")}`;
+    await run("gcc", [
+      ...PROBE_CFLAGS,
+      `-ffile-prefix-map=${src}=probe/`,
+      `-ffile-prefix-map=${tmp}/=`,
+      "-c",
+      file,
+      "-o",
+      obj,
+    ], src);
+    objs.push(obj);
+  }
+  const elf = `${tmp}/probe.elf`;
+  await run("ld", [...PROBE_LDFLAGS, "-o", elf, ...objs], src);
+  return await Deno.readFile(elf);
+}
+
+async function buildOutloop(tmp: string): Promise<Uint8Array> {
+  const src = path(new URL("outloop/", GUESTS_DIR));
+  await run("gcc", ["-m32", "-c", "outloop.S", "-o", `${tmp}/outloop.o`], src);
+  await run("ld", [
+    "-m",
+    "elf_i386",
+    "-nostdlib",
+    "--build-id=none",
+    "-Ttext=0",
+    "-e",
+    "0",
+    "-o",
+    `${tmp}/outloop.elf`,
+    `${tmp}/outloop.o`,
+  ], tmp);
+  await run("objcopy", ["-O", "binary", "-j", ".text", "outloop.elf", "outloop.bin"], tmp);
+  return await Deno.readFile(`${tmp}/outloop.bin`);
+}
+
+/**
+ * Builds one guest from source in a fresh temporary directory and returns its
+ * final bytes: for `probe` the stripped ELF, for `outloop` the flat binary.
+ */
+export async function buildGuest(name: GuestName): Promise<Uint8Array> {
+  const tmp = await Deno.makeTempDir({ prefix: `dhyve-guest-${name}-` });
+  try {
+    if (name === "probe") return await buildProbe(tmp);
+    if (name === "outloop") return await buildOutloop(tmp);
+    throw new Error(`unknown guest ${JSON.stringify(name)}: expected "probe" or "outloop"`);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+/** Hex SHA-256 of bytes. */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Source text of lib/boot/_probe_image.ts for the given probe image. */
+export async function probeImageModule(image: Uint8Array): Promise<string> {
+  const b64 = image.toBase64();
+  const lines: string[] = [];
+  for (let i = 0; i < b64.length; i += 92) lines.push(`  "${b64.slice(i, i + 92)}",`);
+  return [
+    "// Generated by tests/guests/build.ts from tests/guests/probe; do not edit;",
+    "// `deno task guests` regenerates it.",
+    "",
+    `/** The probe guest (Multiboot v1 ELF32 kernel, ${image.length} bytes), base64. */`,
+    "export const PROBE_IMAGE_BASE64: string = [",
+    ...lines,
+    '].join("");',
+    "",
+    "/** SHA-256 of the probe image, hex. */",
+    "export const PROBE_IMAGE_SHA256: string =",
+    `  "${await sha256Hex(image)}";`,
+    "",
+    "/** The probe image's bytes (a fresh copy on each call). */",
+    "export function probeImage(): Uint8Array {",
+    "  return Uint8Array.fromBase64(PROBE_IMAGE_BASE64);",
+    "}",
+    "",
+  ].join("\n");
+}
+
+async function main(args: string[]): Promise<void> {
+  if (args.includes("--write")) {
+    const image = await buildGuest("probe");
+    await Deno.mkdir(new URL(".", PROBE_IMAGE_MODULE), { recursive: true });
+    await Deno.writeTextFile(PROBE_IMAGE_MODULE, await probeImageModule(image));
+    console.log(`wrote ${path(PROBE_IMAGE_MODULE)} (probe: ${image.length} bytes)`);
+    return;
+  }
+  await Deno.mkdir(OUT_DIR, { recursive: true });
+  for (const [name, file] of [["probe", "probe.elf"], ["outloop", "outloop.bin"]] as const) {
+    const bytes = await buildGuest(name);
+    await Deno.writeFile(new URL(file, OUT_DIR), bytes);
+    console.log(`${path(new URL(file, OUT_DIR))}: ${bytes.length} bytes`);
+  }
+}
+
+if (import.meta.main) {
+  try {
+    await main(Deno.args);
+  } catch (e) {
+    console.error(e instanceof Error ? e.message : e);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,70 @@
+/*
+ * idt.c: the IDT. Exceptions print a line and power off; vectors 0x40 (HPET
+ * through the IOAPIC) and 0x41 (MSI) count arrivals and EOI the local APIC;
+ * 0xFF is the APIC spurious vector (no EOI).
+ */
+#include "probe.h"
+
+struct frame {
+	u32 edi, esi, ebp, esp, ebx, edx, ecx, eax;
+	u32 vec, err, eip, cs, eflags;
+};
+
+struct isr_entry {
+	u32 vec, addr;
+};
+extern const struct isr_entry isr_table[], isr_table_end[];
+
+static u32 idt[256][2];
+volatile u32 irq_seen[2];
+
+void isr_dispatch(struct frame *f);
+void isr_dispatch(struct frame *f)
+{
+	if (f->vec == 0x40 || f->vec == 0x41) {
+		irq_seen[f->vec - 0x40]++;
+		lapic_eoi();
+		return;
+	}
+	if (f->vec == 0xff)
+		return;
+	pr("probe: exception vector=%u err=0x%x eip=0x%08x\n", f->vec, f->err, f->eip);
+	poweroff();
+}
+
+void idt_init(void)
+{
+	for (const struct isr_entry *e = isr_table; e < isr_table_end; e++) {
+		/* 32-bit interrupt gate, present, DPL 0, selector 0x08 */
+		idt[e->vec][0] = (e->addr & 0xffff) | 0x08 << 16;
+		idt[e->vec][1] = (e->addr & 0xffff0000) | 0x8e00;
+	}
+	idt_load();
+}
+
+void idt_load(void)
+{
+	struct {
+		u16 limit;
+		u32 base;
+	} __attribute__((packed)) d = {sizeof(idt) - 1, (u32)idt};
+	__asm__ volatile("lidt %0" : : "m"(d));
+}
+
+/* Wait (interrupts on) until vector vec has arrived; 1 on success. */
+int wait_irq(u32 vec, u32 timeout_ticks)
+{
+	u32 t0 = pit_now();
+	int ok = 0;
+	sti();
+	for (;;) {
+		if (irq_seen[vec - 0x40]) {
+			ok = 1;
+			break;
+		}
+		if (pit_now() - t0 > timeout_ticks)
+			break;
+	}
+	cli();
+	return ok;
+}

@@ -1,0 +1,148 @@
+/*
+ * pci.c: bus 0 enumeration with configuration mechanism #1 (0xCF8/0xCFC),
+ * the ECAM cross-check (MCFG) and the MSI test with dhyve's PCI test device.
+ */
+#include "probe.h"
+
+#define PCI_ADDR 0xcf8
+#define PCI_DATA 0xcfc
+#define PCI_MAX 256
+
+/* dhyve's PCI test device. The -D overrides exist to try the MSI path against
+ * QEMU's "edu" device: -DTESTDEV_ID=0x11e81234 -DTESTDEV_MAGIC=0x010000ed
+ * -DTESTDEV_SEND=0x60 -DTESTDEV_SEND_VALUE=1 */
+#ifndef TESTDEV_ID
+#define TESTDEV_ID 0x00016468    /* vendor 0x6468, device 0x0001 */
+#define TESTDEV_MAGIC 0x74766864 /* BAR0 0x00: "dhvt" */
+#define TESTDEV_SEND 0x0c        /* BAR0 0x0C: write n: send message n */
+#define TESTDEV_SEND_VALUE 0
+#endif
+
+struct pci_fn {
+	u32 bdf; /* dev << 3 | fn (bus 0) */
+	u32 id, class;
+};
+static struct pci_fn fns[PCI_MAX];
+static u32 nfns;
+
+static u32 cfg_read(u32 bdf, u32 reg)
+{
+	outl(PCI_ADDR, 0x80000000 | bdf << 8 | (reg & 0xfc));
+	return inl(PCI_DATA);
+}
+
+static void cfg_write(u32 bdf, u32 reg, u32 v)
+{
+	outl(PCI_ADDR, 0x80000000 | bdf << 8 | (reg & 0xfc));
+	outl(PCI_DATA, v);
+}
+
+static void cfg_write16(u32 bdf, u32 reg, u16 v)
+{
+	outl(PCI_ADDR, 0x80000000 | bdf << 8 | (reg & 0xfc));
+	outw(PCI_DATA + (reg & 2), v);
+}
+
+static const struct pci_fn *find(u32 bdf)
+{
+	for (u32 i = 0; i < nfns; i++)
+		if (fns[i].bdf == bdf)
+			return &fns[i];
+	return 0;
+}
+
+static void ecam_check(void)
+{
+	if (!acpi_mcfg || rd32(acpi_mcfg + 4) < 60) {
+		check("pci.ecam", CHECK_SKIP, "no MCFG");
+		return;
+	}
+	/* first allocation: base (u64) at 44, segment at 52, start bus at 54 */
+	u64 base = rd64(acpi_mcfg + 44);
+	if (base >> 32 || rd8(acpi_mcfg + 54) != 0) {
+		check("pci.ecam", CHECK_SKIP, "bus 0 not below 4 GiB");
+		return;
+	}
+	for (u32 i = 0; i < nfns; i++) {
+		u32 a = (u32)base + (fns[i].bdf << 12);
+		if (rd32(a) != fns[i].id || rd32(a + 8) != fns[i].class) {
+			check("pci.ecam", CHECK_FAIL, "00:%02x.%u differs", fns[i].bdf >> 3, fns[i].bdf & 7);
+			return;
+		}
+	}
+	check("pci.ecam", CHECK_OK, 0);
+}
+
+void pci_report(void)
+{
+	for (u32 dev = 0; dev < 32; dev++) {
+		for (u32 fn = 0; fn < 8; fn++) {
+			u32 bdf = dev << 3 | fn, id = cfg_read(bdf, 0);
+			if ((id & 0xffff) == 0xffff || (id & 0xffff) == 0) {
+				if (fn == 0)
+					break;
+				continue;
+			}
+			u32 class = cfg_read(bdf, 8), hdr = (cfg_read(bdf, 0x0c) >> 16) & 0xff;
+			pr("pci 00:%02x.%u: %04x:%04x class=%06x hdr=%02x\n", dev, fn, id & 0xffff, id >> 16, class >> 8, hdr);
+			if (nfns < PCI_MAX)
+				fns[nfns++] = (struct pci_fn){bdf, id, class};
+			if (fn == 0 && !(hdr & 0x80))
+				break;
+		}
+	}
+	const struct pci_fn *host = find(0), *isa = find(0x1f << 3);
+	if (!host || host->class >> 16 != 0x0600)
+		check("pci.enum", CHECK_FAIL, "no host bridge at 00:00.0");
+	else if (!isa || isa->class >> 16 != 0x0601)
+		check("pci.enum", CHECK_FAIL, "no ISA bridge at 00:1f.0");
+	else
+		check("pci.enum", CHECK_OK, 0);
+	ecam_check();
+}
+
+void msi_check(void)
+{
+	const struct pci_fn *f = 0;
+	for (u32 i = 0; i < nfns && !f; i++)
+		if (fns[i].id == TESTDEV_ID)
+			f = &fns[i];
+	if (!f) {
+		check("msi", CHECK_SKIP, "no test device");
+		return;
+	}
+	u32 bdf = f->bdf, bar = cfg_read(bdf, 0x10) & ~0xfu;
+	/* command: memory space (1), bus master (2), INTx disable (10) */
+	cfg_write16(bdf, 0x04, (cfg_read(bdf, 0x04) & 0xffff) | 1 << 1 | 1 << 2 | 1 << 10);
+	if (!bar || rd32(bar) != TESTDEV_MAGIC) {
+		check("msi", CHECK_FAIL, "bad BAR0 0x%08x", bar);
+		return;
+	}
+	u32 cap = 0;
+	if (cfg_read(bdf, 0x04) & (1u << 20)) /* status: capability list */
+		for (u32 p = cfg_read(bdf, 0x34) & 0xfc, n = 0; p && n < 48; n++) {
+			u32 d = cfg_read(bdf, p);
+			if ((d & 0xff) == 0x05) {
+				cap = p;
+				break;
+			}
+			p = (d >> 8) & 0xfc;
+		}
+	if (!cap) {
+		check("msi", CHECK_FAIL, "no MSI capability");
+		return;
+	}
+	u32 ctl = cfg_read(bdf, cap) >> 16, is64 = ctl & (1 << 7);
+	cfg_write(bdf, cap + 4, 0xfee00000 | bsp_apic << 12);
+	if (is64)
+		cfg_write(bdf, cap + 8, 0);
+	cfg_write16(bdf, cap + (is64 ? 0x0c : 0x08), 0x41); /* fixed, edge, vector 0x41 */
+	cfg_write16(bdf, cap + 2, (ctl & ~0x70u) | 1);     /* one message, MSI enable */
+	irq_seen[1] = 0;
+	wr32(bar + TESTDEV_SEND, TESTDEV_SEND_VALUE);
+	if (wait_irq(0x41, TICKS_MS(500)))
+		check("msi", CHECK_OK, 0);
+	else
+		check("msi", CHECK_FAIL, "no interrupt (sent=%u)", rd32(bar + 0x10));
+	cfg_write16(bdf, cap + 2, ctl & ~1u);
+}
