@@ -30,11 +30,13 @@ import {
   KVM_IRQ_ROUTING_IRQCHIP,
   KVM_IRQ_ROUTING_MSI,
   KVM_IRQ_ROUTING_STRUCT,
+  KVM_IRQCHIP_STRUCT,
   KVM_LAPIC_STATE_STRUCT,
   KVM_MP_STATE_STRUCT,
   KVM_MSI_STRUCT,
   KVM_MSR_ENTRY_STRUCT,
   KVM_MSRS_STRUCT,
+  KVM_PIC_STATE_STRUCT,
   KVM_PIT_CONFIG_STRUCT,
   KVM_REGS_STRUCT,
   KVM_RUN_STRUCT,
@@ -230,6 +232,25 @@ export function setIdentityMapAddr(vmFd: number, gpa: number): void {
 /** KVM_CREATE_IRQCHIP: in-kernel LAPICs, IOAPIC and the 8259 pair. */
 export function createIrqchip(vmFd: number): void {
   ioctlInt(vmFd, "KVM_CREATE_IRQCHIP");
+}
+
+/**
+ * Sets the edge/level control (ELCR) bits of the in-kernel 8259 pair for
+ * the ISA IRQs in `levelIrqs` (KVM_GET_IRQCHIP / KVM_SET_IRQCHIP). The ELCR
+ * masks exclude IRQs 0, 1, 2, 8 and 13, which are always edge-triggered.
+ */
+export function setPicLevelIrqs(vmFd: number, levelIrqs: readonly number[]): void {
+  for (const chip of [0, 1]) {
+    const buf = new Uint8Array(KVM_IRQCHIP_STRUCT.size);
+    const dv = new DataView(buf.buffer);
+    dv.setUint32(KVM_IRQCHIP_STRUCT.o.chipId, chip, true);
+    ioctlBuf(vmFd, "KVM_GET_IRQCHIP", buf, `pic ${chip}`);
+    const at = KVM_IRQCHIP_STRUCT.o.chip;
+    let elcr = buf[at + KVM_PIC_STATE_STRUCT.o.elcr];
+    for (const irq of levelIrqs) if ((irq >> 3) === chip) elcr |= 1 << (irq & 7);
+    buf[at + KVM_PIC_STATE_STRUCT.o.elcr] = elcr & buf[at + KVM_PIC_STATE_STRUCT.o.elcrMask];
+    ioctlBuf(vmFd, "KVM_SET_IRQCHIP", buf, `pic ${chip}`);
+  }
 }
 
 /** KVM_PIT_SPEAKER_DUMMY: port 0x61 reads are answered by KVM. */

@@ -318,6 +318,19 @@ export const KVM_IOEVENTFD_STRUCT = struct("kvm_ioeventfd", 64, {
   flags: ["flags", 24],
 });
 
+/** struct kvm_irqchip: KVM_GET/SET_IRQCHIP (PIC master/slave or IOAPIC state). */
+export const KVM_IRQCHIP_STRUCT = struct("kvm_irqchip", 520, {
+  chipId: ["chip_id", 0],
+  chip: ["chip", 8],
+});
+
+/** struct kvm_pic_state: one 8259's state inside kvm_irqchip.chip. */
+export const KVM_PIC_STATE_STRUCT = struct("kvm_pic_state", 16, {
+  imr: ["imr", 2],
+  elcr: ["elcr", 14],
+  elcrMask: ["elcr_mask", 15],
+});
+
 /** Every layout, for the header check. */
 export const ALL_STRUCTS: readonly StructLayout[] = [
   KVM_RUN_STRUCT,
@@ -346,6 +359,8 @@ export const ALL_STRUCTS: readonly StructLayout[] = [
   KVM_CLOCK_DATA_STRUCT,
   KVM_IRQFD_STRUCT,
   KVM_IOEVENTFD_STRUCT,
+  KVM_IRQCHIP_STRUCT,
+  KVM_PIC_STATE_STRUCT,
 ];
 
 // --- ioctl numbers (include/uapi/asm-generic/ioctl.h) ---------------------
@@ -383,6 +398,9 @@ export const IOCTL = Object.freeze({
   KVM_SET_IDENTITY_MAP_ADDR: iow(0x48, 8),
   KVM_CREATE_IRQCHIP: io(0x60),
   KVM_IRQ_LINE: iow(0x61, KVM_IRQ_LEVEL_STRUCT.size),
+  KVM_GET_IRQCHIP: iowr(0x62, KVM_IRQCHIP_STRUCT.size),
+  // The kernel declares KVM_SET_IRQCHIP with _IOR although it writes state in.
+  KVM_SET_IRQCHIP: ior(0x63, KVM_IRQCHIP_STRUCT.size),
   KVM_SET_GSI_ROUTING: iow(0x6a, KVM_IRQ_ROUTING_STRUCT.size),
   KVM_IRQFD: iow(0x76, KVM_IRQFD_STRUCT.size),
   KVM_CREATE_PIT2: iow(0x77, KVM_PIT_CONFIG_STRUCT.size),

@@ -15,8 +15,7 @@
 /// <reference lib="deno.worker" />
 import { attachGuestMemory } from "../lib/memory.ts";
 import type { RamRange } from "../lib/layout.ts";
-import { attachAll } from "../lib/host.ts";
-import { hostContext } from "../lib/host.ts";
+import { attachAll, type VmShared } from "../lib/host.ts";
 import { VCPU_REQUEST, VcpuControl, VmControl } from "../lib/vm_control.ts";
 import type { DeviceSpec } from "../devices/registry.ts";
 import type { AccessSize } from "../devices/device.ts";
@@ -31,18 +30,17 @@ export interface VcpuWorkerInit {
   readonly index: number;
   readonly apicId: number;
   readonly vcpuFd: number;
-  readonly vmFd: number;
   readonly runSize: number;
+  /** This vCPU's control block. */
   readonly control: SharedArrayBuffer;
-  readonly vm: SharedArrayBuffer;
+  /** The VM's shared pieces (control block, IRQ lines, timers, clock). */
+  readonly shared: VmShared;
   readonly memory: {
     readonly base: bigint;
     readonly span: number;
     readonly ranges: readonly RamRange[];
   };
   readonly devices: readonly DeviceSpec[];
-  readonly outputFds: readonly number[];
-  readonly strictIo: boolean;
 }
 
 /** Messages a vCPU Worker posts to the main thread. */
@@ -100,7 +98,6 @@ function vcpuState(fd: number, memory: GuestMemory, withCode: boolean): string {
 function start(init: VcpuWorkerInit): void {
   const c = libc();
   const control = new VcpuControl(init.control);
-  const vm = new VmControl(init.vm);
   const memory = attachGuestMemory(init.memory.base, init.memory.span, init.memory.ranges);
   const stats = control.stats;
   const S_EXITS = VcpuControl.slot("exits");
@@ -114,12 +111,12 @@ function start(init: VcpuWorkerInit): void {
   const S_UNCLAIMED = VcpuControl.slot("unclaimed");
 
   const seenUnclaimed = new Set<string>();
-  const ctx = hostContext(init.vmFd, vm, init.outputFds);
-  const { pio, mmio } = attachAll(ctx, init.devices, vm.lock, {
-    strict: init.strictIo,
+  const vmc = new VmControl(init.shared.control);
+  const { devices: { pio, mmio } } = attachAll(init.shared, init.devices, {
+    strict: init.shared.strictIo,
     record(bus, address, size, write) {
       stats[S_UNCLAIMED]++;
-      vm.countUnclaimed();
+      vmc.countUnclaimed();
       const key = `${bus}:${address}:${write}`;
       if (seenUnclaimed.size < 256 && !seenUnclaimed.has(key)) {
         seenUnclaimed.add(key);
@@ -145,7 +142,7 @@ function start(init: VcpuWorkerInit): void {
   post({ type: "ready", index: init.index });
 
   const suspend = (kind: "triple-fault" | "error" | "poweroff" | "reset", message: string) => {
-    vm.requestSuspend({ kind, message });
+    vmc.requestSuspend({ kind, message });
   };
 
   /** Handles a KVM_EXIT_IO: `count` accesses of `size` bytes at the data offset. */
@@ -200,7 +197,7 @@ function start(init: VcpuWorkerInit): void {
       control.markFirstRun(performance.timeOrigin + performance.now(), c.monotonicNs());
     }
     for (;;) {
-      if (control.request !== VCPU_REQUEST.none || vm.suspending) return;
+      if (control.request !== VCPU_REQUEST.none || vmc.suspending) return;
       const r = ioctl(fd, runIoctl, 0n);
       stats[S_EXITS]++;
       if (r < 0) {
@@ -313,10 +310,10 @@ function start(init: VcpuWorkerInit): void {
       runLoop();
     } catch (e) {
       const err = e as Error;
-      vm.requestSuspend({ kind: "error", message: `vcpu ${init.index}: ${err.message}` });
+      vmc.requestSuspend({ kind: "error", message: `vcpu ${init.index}: ${err.message}` });
     }
     control.markSuspend(c.monotonicNs());
-    control.setState(vm.suspending ? "suspended" : "paused");
+    control.setState(vmc.suspending ? "suspended" : "paused");
   }
   control.setState("finished");
   post({ type: "finished", index: init.index });
@@ -330,7 +327,7 @@ self.onmessage = (e: MessageEvent<VcpuWorkerInit>) => {
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     log("error", `vcpu ${e.data.index}: worker failed: ${msg}`);
-    const vm = new VmControl(e.data.vm);
+    const vm = new VmControl(e.data.shared.control);
     vm.requestSuspend({ kind: "error", message: `vcpu ${e.data.index}: ${msg}` });
     new VcpuControl(e.data.control).setState("finished");
     post({ type: "finished", index: e.data.index });

@@ -18,7 +18,15 @@
  *
  * @module
  */
-import type { AccessSize, BusDevice, Clock, IrqLine, Platform } from "./device.ts";
+import type {
+  AccessSize,
+  BusDevice,
+  Clock,
+  IrqLine,
+  Platform,
+  Timer,
+  TimerOwner,
+} from "./device.ts";
 import { defineState, type StateOf } from "./state.ts";
 
 /** PM1_STS bits (ACPI 6.5, Table 4.16). */
@@ -75,27 +83,36 @@ export const AcpiPmState = defineState("acpi-pm", 1, {
 });
 
 /** The ACPI PM1 event/control blocks and PM timer. */
-export class AcpiPm {
+export class AcpiPm implements TimerOwner {
   readonly #clock: Clock;
   readonly #sci: IrqLine;
   readonly #platform: Platform;
+  readonly #timer: Timer | undefined;
   readonly #s: StateOf<typeof AcpiPmState.fields>;
 
-  /** Builds the block; `sci` is the SCI line (GSI 9). */
+  /**
+   * Builds the block; `sci` is the SCI line (GSI 9). `timers[0]`, when
+   * given, raises the timer-overflow event (TMR_STS with TMR_EN) on time;
+   * without it the event is noticed at the next PM1 register access.
+   */
   constructor(
-    deps: { clock: Clock; sci: IrqLine; platform: Platform },
-    state = AcpiPmState.create(),
+    deps: { clock: Clock; sci: IrqLine; platform: Platform; timers?: Timer[] },
+    state: StateOf<typeof AcpiPmState.fields> = AcpiPmState.create(),
   ) {
     this.#clock = deps.clock;
     this.#sci = deps.sci;
     this.#platform = deps.platform;
+    this.#timer = deps.timers?.[0];
     this.#s = state;
+  }
+
+  #ticks(): number {
+    return Math.floor(((this.#clock.now() - this.#s.timerOrigin) * PM_TIMER_HZ) / 1e9);
   }
 
   /** The current PM timer value (32 bits). */
   timerValue(): number {
-    const ticks = Math.floor(((this.#clock.now() - this.#s.timerOrigin) * PM_TIMER_HZ) / 1e9);
-    return ticks % 2 ** 32;
+    return this.#ticks() % 2 ** 32;
   }
 
   #updateTimerStatus(): void {
@@ -105,6 +122,24 @@ export class AcpiPm {
       this.#s.timerBit31 = bit31;
       this.#s.sts |= PM1_STS.TMR;
     }
+  }
+
+  /** Arms the overflow timer for the next change of bit 31 while TMR_EN is set. */
+  #armTimer(): void {
+    if (!this.#timer) return;
+    if (!(this.#s.en & PM1_EN.TMR)) {
+      this.#timer.cancel();
+      return;
+    }
+    const next = (Math.floor(this.#ticks() / 2 ** 31) + 1) * 2 ** 31;
+    this.#timer.arm(this.#s.timerOrigin + Math.ceil((next * 1e9) / PM_TIMER_HZ));
+  }
+
+  /** The overflow timer expired: latch TMR_STS, update the SCI, re-arm. */
+  onTimer(_id: number): void {
+    this.#updateTimerStatus();
+    this.#updateSci();
+    this.#armTimer();
   }
 
   #updateSci(): void {
@@ -133,6 +168,7 @@ export class AcpiPm {
     this.#s.cnt = PM1_CNT.SCI_EN;
     this.#s.timerOrigin = this.#clock.now();
     this.#s.timerBit31 = 0;
+    this.#timer?.cancel();
     this.#updateSci();
   }
 
@@ -140,6 +176,7 @@ export class AcpiPm {
   readonly event: BusDevice = {
     read: (offset: number, size: AccessSize): number => {
       this.#updateTimerStatus();
+      this.#updateSci();
       const regs = this.#s.sts | (this.#s.en << 16);
       return size >= 4 && offset === 0
         ? regs >>> 0
@@ -158,7 +195,9 @@ export class AcpiPm {
           this.#s.en = (this.#s.en & ~(0xff << shift)) | ((byte << shift) & EN_WRITABLE);
         }
       }
+      this.#updateTimerStatus();
       this.#updateSci();
+      this.#armTimer();
     },
   };
 

@@ -115,29 +115,62 @@ abstract class Bus {
     return allOnes(size);
   }
 
+  /** A read through the range's device: under the device lock unless lock-free; 8 bytes split when needed. */
   protected doRead(r: BusRange, offset: number, size: AccessSize): number {
-    if (r.lockFree) return r.device.read(offset, size);
-    this.lock.acquire();
+    const locked = !r.lockFree;
+    if (locked) this.lock.acquire();
     try {
       if (size === 8 && !r.device.read64) {
         const lo = r.device.read(offset, 4);
         const hi = r.device.read(offset + 4, 4);
-        return hi * 2 ** 32 + lo;
+        return (hi >>> 0) * 2 ** 32 + (lo >>> 0);
       }
       return r.device.read(offset, size);
     } finally {
-      this.lock.release();
+      if (locked) this.lock.release();
     }
   }
 
+  /** A write through the range's device: masked to the access size; 8 bytes split when needed. */
   protected doWrite(r: BusRange, offset: number, size: AccessSize, value: number): void {
-    const v = size === 8 ? value : (value & MASK[size]) >>> 0;
-    if (r.lockFree) return r.device.write(offset, size, v);
-    this.lock.acquire();
+    const locked = !r.lockFree;
+    if (locked) this.lock.acquire();
     try {
-      r.device.write(offset, size, v);
+      if (size === 8 && !r.device.write64) {
+        r.device.write(offset, 4, value % 2 ** 32 >>> 0);
+        r.device.write(offset + 4, 4, Math.floor(value / 2 ** 32) >>> 0);
+        return;
+      }
+      r.device.write(offset, size, size === 8 ? value : (value & MASK[size]) >>> 0);
     } finally {
-      this.lock.release();
+      if (locked) this.lock.release();
+    }
+  }
+
+  /** An exact 8-byte read of a range as a bigint. */
+  protected doRead64(r: BusRange, offset: number): bigint {
+    const locked = !r.lockFree;
+    if (locked) this.lock.acquire();
+    try {
+      if (r.device.read64) return r.device.read64(offset);
+      const lo = r.device.read(offset, 4);
+      const hi = r.device.read(offset + 4, 4);
+      return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+    } finally {
+      if (locked) this.lock.release();
+    }
+  }
+
+  /** An exact 8-byte write of a range from a bigint. */
+  protected doWrite64(r: BusRange, offset: number, value: bigint): void {
+    const locked = !r.lockFree;
+    if (locked) this.lock.acquire();
+    try {
+      if (r.device.write64) return r.device.write64(offset, value);
+      r.device.write(offset, 4, Number(value & 0xffffffffn));
+      r.device.write(offset + 4, 4, Number((value >> 32n) & 0xffffffffn));
+    } finally {
+      if (locked) this.lock.release();
     }
   }
 }
@@ -246,18 +279,7 @@ export class MmioBus extends Bus {
   /** An 8-byte read as a bigint (exact). */
   read64(address: number): bigint {
     const r = this.find(address);
-    if (r && address - r.base + 8 <= r.length) {
-      const offset = address - r.base;
-      this.lock.acquire();
-      try {
-        if (r.device.read64) return r.device.read64(offset);
-        const lo = r.device.read(offset, 4);
-        const hi = r.device.read(offset + 4, 4);
-        return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-      } finally {
-        this.lock.release();
-      }
-    }
+    if (r && address - r.base + 8 <= r.length) return this.doRead64(r, address - r.base);
     this.unclaimed(address, 8, false);
     return 0xffffffffffffffffn;
   }
@@ -265,18 +287,7 @@ export class MmioBus extends Bus {
   /** An 8-byte write from a bigint (exact). */
   write64(address: number, value: bigint): void {
     const r = this.find(address);
-    if (r && address - r.base + 8 <= r.length) {
-      const offset = address - r.base;
-      this.lock.acquire();
-      try {
-        if (r.device.write64) return r.device.write64(offset, value);
-        r.device.write(offset, 4, Number(value & 0xffffffffn));
-        r.device.write(offset + 4, 4, Number((value >> 32n) & 0xffffffffn));
-      } finally {
-        this.lock.release();
-      }
-      return;
-    }
+    if (r && address - r.base + 8 <= r.length) return this.doWrite64(r, address - r.base, value);
     this.unclaimed(address, 8, true, Number(value & 0xffffffffn));
   }
 }

@@ -10,7 +10,7 @@
  */
 import { AcpiPm, AcpiPmState } from "./acpi_pm.ts";
 import { DebugExit } from "./debug_exit.ts";
-import type { BusDevice, Clock, IrqLine, Output, Platform } from "./device.ts";
+import type { BusDevice, Clock, IrqLine, MsiSink, Output, Platform, Timer } from "./device.ts";
 import { I8042, I8042State } from "./i8042.ts";
 import { PostPort, PostState } from "./post.ts";
 import { ResetControl, ResetControlState } from "./reset_control.ts";
@@ -26,6 +26,12 @@ export interface DeviceContext {
   readonly platform: Platform;
   /** Console output number `id` (see the spec's options); discarding when absent. */
   output(id: number): Output;
+  /** Message-signalled interrupts. */
+  readonly msi: MsiSink;
+  /** The timers of a spec (its slots), usable from this thread. */
+  timers(spec: DeviceSpec): Timer[];
+  /** A device attached earlier in this thread, by instance name. */
+  device(name: string): AttachedDevice | undefined;
 }
 
 /** A device as plain data: what to build and where its state lives. */
@@ -38,6 +44,10 @@ export interface DeviceSpec {
   readonly options: Readonly<Record<string, number | string | boolean>>;
   /** The shared state buffer. */
   readonly state: SharedArrayBuffer;
+  /** First timer slot of the device (see lib/timers.ts). */
+  readonly timerBase: number;
+  /** Number of timers the device owns. */
+  readonly timerCount: number;
 }
 
 /** A claimed range, before it goes onto a bus. */
@@ -69,6 +79,8 @@ export interface AttachedDevice {
   readonly console?: ConsoleInput;
   /** Present on the ACPI PM block. */
   readonly powerButton?: { press(): void; readonly enabled: boolean };
+  /** Present on devices with timers: timer `id` (0-based, of this device) expired. */
+  onTimer?(id: number): void;
 }
 
 /** A device model in the registry. */
@@ -81,6 +93,8 @@ export interface DeviceModel {
   readonly userPlaceable: boolean;
   /** A fresh shared state buffer for one instance. */
   newState(): SharedArrayBuffer;
+  /** Timers each instance needs (0 when absent). */
+  readonly timers?: number;
   /** Builds the instance for the calling thread. */
   attach(ctx: DeviceContext, spec: DeviceSpec): AttachedDevice;
 }
@@ -183,10 +197,16 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
       model: "acpi-pm",
       summary: "ACPI PM1a event/control blocks (power button, S5) and the 3.58 MHz PM timer",
       userPlaceable: false,
+      timers: 1,
       newState: () => AcpiPmState.bufferOf(AcpiPmState.create()) as SharedArrayBuffer,
       attach(ctx, spec) {
         const pm = new AcpiPm(
-          { clock: ctx.clock, sci: ctx.irq(num(spec, "sci")), platform: ctx.platform },
+          {
+            clock: ctx.clock,
+            sci: ctx.irq(num(spec, "sci")),
+            platform: ctx.platform,
+            timers: ctx.timers(spec),
+          },
           AcpiPmState.bind(spec.state),
         );
         const base = num(spec, "port");
@@ -205,6 +225,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
             },
           ],
           reset: () => pm.reset(),
+          onTimer: (id) => pm.onTimer(id),
           powerButton: {
             press: () => pm.pressPowerButton(),
             get enabled() {
@@ -246,13 +267,39 @@ export function attachDevice(ctx: DeviceContext, spec: DeviceSpec): AttachedDevi
   return model.attach(ctx, spec);
 }
 
-/** A new spec with fresh state for `model`. */
-export function newDeviceSpec(
-  model: string,
-  name: string,
-  options: DeviceSpec["options"] = {},
-): DeviceSpec {
-  const m = DEVICE_MODELS.get(model);
-  if (!m) throw new Error(`unknown device model ${model}`);
-  return { model, name, options, state: m.newState() };
+/** Builds a VM's device specs, handing out timer slots as it goes. */
+export class DeviceSpecs {
+  readonly #specs: DeviceSpec[] = [];
+  #timerSlots = 0;
+
+  /** Adds an instance of `model` named `name`, with fresh state. */
+  add(model: string, name: string, options: DeviceSpec["options"] = {}): DeviceSpec {
+    const m = DEVICE_MODELS.get(model);
+    if (!m) throw new Error(`unknown device model ${model}`);
+    if (this.#specs.some((s) => s.name === name)) {
+      throw new Error(`device name ${name} is used twice`);
+    }
+    const timerCount = m.timers ?? 0;
+    const spec = {
+      model,
+      name,
+      options,
+      state: m.newState(),
+      timerBase: this.#timerSlots,
+      timerCount,
+    };
+    this.#timerSlots += timerCount;
+    this.#specs.push(spec);
+    return spec;
+  }
+
+  /** Every spec, in the order they were added (the attach order). */
+  get list(): readonly DeviceSpec[] {
+    return this.#specs;
+  }
+
+  /** Timer slots used by all specs. */
+  get timerSlots(): number {
+    return this.#timerSlots;
+  }
 }

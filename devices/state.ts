@@ -110,8 +110,12 @@ export function defineState<F extends FieldSpecs>(
       : { name: n, type: spec[0], length: spec[1] }
   );
   for (const e of entries) {
-    if (e.length < 0 || !Number.isInteger(e.length)) {
-      throw new Error(`${name}.${e.name}: bad array length`);
+    const spec = fields[e.name];
+    // An array needs at least one element: a length of 0 would read as a scalar.
+    if (typeof spec !== "string" && !(Number.isInteger(spec[1]) && spec[1] >= 1)) {
+      throw new Error(
+        `${name}.${e.name}: bad array length ${spec[1]} (an array needs at least 1 element)`,
+      );
     }
   }
   entries.sort((a, b) => ELEMENT_SIZE[b.type] - ELEMENT_SIZE[a.type]);

@@ -1,53 +1,69 @@
 /**
  * The host side of the device interface, for one thread: interrupt lines
- * through KVM_IRQ_LINE, the monotonic clock, console outputs on file
- * descriptors, and suspend requests through the shared {@linkcode VmControl}.
- * Every thread of the VMM (main and each vCPU Worker) builds one of these and
- * attaches the same device specs with it, then puts them on its own buses.
+ * through KVM_IRQ_LINE (wired-OR per GSI, see lib/irq.ts), MSIs through
+ * KVM_SIGNAL_MSI, the VM clock, shared timers, console outputs on file
+ * descriptors and suspend requests through the shared {@linkcode VmControl}.
+ * Every thread of the VMM (main, the timer thread and each vCPU Worker)
+ * builds one of these and attaches the same device specs with it, then puts
+ * them on its own buses.
  *
  * @module
  */
-import { irqLine } from "../cpu/kvm.ts";
+import { irqLine, signalMsi } from "../cpu/kvm.ts";
 import { libc } from "../cpu/libc.ts";
 import { type DeviceLock, MmioBus, PortBus, type UnclaimedPolicy } from "../devices/bus.ts";
-import type { IrqLine, Output } from "../devices/device.ts";
+import type { Output } from "../devices/device.ts";
 import {
   attachDevice,
   type AttachedDevice,
   type DeviceContext,
   type DeviceSpec,
 } from "../devices/registry.ts";
-import type { VmControl } from "./vm_control.ts";
+import { IrqLineTable } from "./irq.ts";
+import { TimerTable } from "./timers.ts";
+import { VmControl } from "./vm_control.ts";
 
-/** Console outputs: file descriptors by output id (see the uart16550 spec option `output`). */
-export type OutputFds = readonly number[];
+/** The shared pieces of a VM every thread binds (all plain data or SharedArrayBuffers). */
+export interface VmShared {
+  readonly vmFd: number;
+  readonly control: SharedArrayBuffer;
+  readonly irqLines: SharedArrayBuffer;
+  readonly timers: SharedArrayBuffer;
+  /** CLOCK_MONOTONIC ns at VM creation: the VM clock's zero. */
+  readonly clockBaseNs: number;
+  /** Console output file descriptors by output id (-1: none). */
+  readonly outputFds: readonly number[];
+  readonly strictIo: boolean;
+}
 
-/** Builds the calling thread's device context. */
-export function hostContext(vmFd: number, control: VmControl, outputFds: OutputFds): DeviceContext {
+/** One thread's view of the shared VM pieces. */
+export interface ThreadHost {
+  readonly control: VmControl;
+  readonly timers: TimerTable;
+  readonly lines: IrqLineTable;
+  readonly context: DeviceContext;
+  /** The VM clock (ns since VM creation). */
+  now(): number;
+}
+
+/** Builds the calling thread's host. `attached` is filled as devices attach. */
+export function threadHost(shared: VmShared, attached: Map<string, AttachedDevice>): ThreadHost {
   const c = libc();
-  const lines = new Map<number, IrqLine>();
+  const control = new VmControl(shared.control);
+  const timers = new TimerTable(shared.timers);
+  const lines = new IrqLineTable(shared.irqLines);
+  const line = lines.lines((gsi, level) => irqLine(shared.vmFd, gsi, level));
   const outputs = new Map<number, Output>();
   const discard: Output = { write() {} };
-  return {
-    irq(gsi: number): IrqLine {
-      let line = lines.get(gsi);
-      if (!line) {
-        line = {
-          assert: () => irqLine(vmFd, gsi, 1),
-          deassert: () => irqLine(vmFd, gsi, 0),
-          pulse: () => {
-            irqLine(vmFd, gsi, 1);
-            irqLine(vmFd, gsi, 0);
-          },
-        };
-        lines.set(gsi, line);
-      }
-      return line;
-    },
-    clock: { now: () => c.monotonicNs() },
+  const base = shared.clockBaseNs;
+  const now = () => c.monotonicNs() - base;
+  const context: DeviceContext = {
+    irq: line,
+    msi: { send: (address, data) => void signalMsi(shared.vmFd, address, data) },
+    clock: { now },
     platform: { suspend: (req) => void control.requestSuspend(req) },
     output(id: number): Output {
-      const fd = outputFds[id];
+      const fd = shared.outputFds[id];
       if (fd === undefined || fd < 0) return discard;
       let out = outputs.get(id);
       if (!out) {
@@ -56,28 +72,44 @@ export function hostContext(vmFd: number, control: VmControl, outputFds: OutputF
       }
       return out;
     },
+    timers: (spec: DeviceSpec) =>
+      Array.from({ length: spec.timerCount }, (_, i) => timers.timer(spec.timerBase + i)),
+    device: (name: string) => attached.get(name),
   };
+  return { control, timers, lines, context, now };
 }
 
 /** The devices and buses of one thread. */
 export interface ThreadDevices {
   readonly devices: readonly AttachedDevice[];
+  readonly byName: ReadonlyMap<string, AttachedDevice>;
   readonly pio: PortBus;
   readonly mmio: MmioBus;
+  /** Timer slot -> the device owning it and its local timer id. */
+  readonly timerOwners: readonly { readonly device: AttachedDevice; readonly id: number }[];
 }
 
-/** Attaches every spec in the calling thread and registers their ranges on fresh buses. */
+/** Attaches every spec in the calling thread (in order) and registers their ranges on fresh buses. */
 export function attachAll(
-  ctx: DeviceContext,
+  shared: VmShared,
   specs: readonly DeviceSpec[],
-  lock: DeviceLock,
   policy: UnclaimedPolicy,
-): ThreadDevices {
+): { host: ThreadHost; devices: ThreadDevices } {
+  const byName = new Map<string, AttachedDevice>();
+  const host = threadHost(shared, byName);
+  const lock: DeviceLock = host.control.lock;
   const pio = new PortBus(lock, policy);
   const mmio = new MmioBus(lock, policy);
-  const devices = specs.map((s) => attachDevice(ctx, s));
-  for (const d of devices) {
+  const devices: AttachedDevice[] = [];
+  const timerOwners: { device: AttachedDevice; id: number }[] = [];
+  for (const spec of specs) {
+    const d = attachDevice(host.context, spec);
+    devices.push(d);
+    byName.set(spec.name, d);
     for (const r of d.ranges) (r.bus === "pio" ? pio : mmio).register(r);
+    for (let i = 0; i < spec.timerCount; i++) {
+      timerOwners[spec.timerBase + i] = { device: d, id: i };
+    }
   }
-  return { devices, pio, mmio };
+  return { host, devices: { devices, byName, pio, mmio, timerOwners } };
 }

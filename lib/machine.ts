@@ -28,8 +28,10 @@ import {
   openKvm,
   type RunPage,
   setCpuid2,
+  setGsiRouting,
   setIdentityMapAddr,
   setLapic,
+  setPicLevelIrqs,
   setRegs,
   setSregs,
   setTssAddr,
@@ -40,10 +42,13 @@ import { KVM_CAP } from "../cpu/kvm_abi.ts";
 import { type CpuPlace, cpuPlaces } from "../cpu/topology.ts";
 import { cString, libc, O_CLOEXEC } from "../cpu/libc.ts";
 import type { VcpuWorkerInit } from "../cpu/vcpu_worker.ts";
-import { type DeviceSpec, newDeviceSpec } from "../devices/registry.ts";
+import { type DeviceSpec, DeviceSpecs } from "../devices/registry.ts";
 import { type LoadedPayload, loadPayload } from "./boot/payload.ts";
 import type { ConsoleBackend, VmConfig } from "./config.ts";
-import { attachAll, hostContext, type ThreadDevices } from "./host.ts";
+import { attachAll, type ThreadDevices, type ThreadHost, type VmShared } from "./host.ts";
+import { gsiRoutes, IrqLineTable } from "./irq.ts";
+import { TimerTable } from "./timers.ts";
+import type { TimerWorkerInit } from "./timer_worker.ts";
 import { computeLayout, type MemoryLayout, MMIO } from "./layout.ts";
 import { type HostMemory, mapGuestRam } from "./memory.ts";
 import { IRQ, PORT } from "./platform.ts";
@@ -73,6 +78,12 @@ export interface Machine {
   readonly specs: readonly DeviceSpec[];
   /** The main thread's instances of the devices. */
   readonly devices: ThreadDevices;
+  /** The main thread's host (clock, timers, lines). */
+  readonly host: ThreadHost;
+  /** What every thread binds. */
+  readonly shared: VmShared;
+  /** The thread that runs device timers. */
+  readonly timerWorker: Worker;
   readonly vcpus: readonly VcpuHandle[];
   /** File descriptors of the console outputs (by output id; -1 = none). */
   readonly outputFds: readonly number[];
@@ -108,28 +119,24 @@ function openOutput(backend: ConsoleBackend): number {
   return fd;
 }
 
-/** The platform's devices, as specs, for a config. */
-export function platformDeviceSpecs(config: VmConfig): DeviceSpec[] {
-  const specs: DeviceSpec[] = [];
+/** The platform's devices, as specs, for a config (in attach order). */
+export function platformDeviceSpecs(config: VmConfig): DeviceSpecs {
+  const specs = new DeviceSpecs();
   if (config.console.com1.kind !== "none") {
-    specs.push(
-      newDeviceSpec("uart16550", "com1", { port: PORT.com1, irq: IRQ.com1, output: OUTPUT_COM1 }),
-    );
+    specs.add("uart16550", "com1", { port: PORT.com1, irq: IRQ.com1, output: OUTPUT_COM1 });
   }
   if (config.console.com2.kind !== "none") {
-    specs.push(
-      newDeviceSpec("uart16550", "com2", { port: PORT.com2, irq: IRQ.com2, output: OUTPUT_COM2 }),
-    );
+    specs.add("uart16550", "com2", { port: PORT.com2, irq: IRQ.com2, output: OUTPUT_COM2 });
   }
-  specs.push(newDeviceSpec("i8042", "i8042"));
-  specs.push(newDeviceSpec("reset-control", "reset-control"));
-  specs.push(newDeviceSpec("post", "post"));
-  specs.push(newDeviceSpec("acpi-pm", "acpi-pm", { port: PORT.pm1aEvent, sci: IRQ.sci }));
+  specs.add("i8042", "i8042");
+  specs.add("reset-control", "reset-control");
+  specs.add("post", "post");
+  specs.add("acpi-pm", "acpi-pm", { port: PORT.pm1aEvent, sci: IRQ.sci });
   config.devices.forEach((d, i) => {
-    specs.push(newDeviceSpec(d.type, `${d.type}${config.devices.length > 1 ? i : ""}`, {
+    specs.add(d.type, `${d.type}${config.devices.length > 1 ? i : ""}`, {
       port: d.port,
       size: d.size,
-    }));
+    });
   });
   return specs;
 }
@@ -138,6 +145,14 @@ export function platformDeviceSpecs(config: VmConfig): DeviceSpec[] {
 export function spawnVcpuWorkers(n: number): Worker[] {
   const url = new URL("../cpu/vcpu_worker.ts", import.meta.url);
   return Array.from({ length: n }, (_, i) => new Worker(url, { type: "module", name: `vcpu${i}` }));
+}
+
+/** The timer thread (lib/timer_worker.ts). */
+export function spawnTimerWorker(): Worker {
+  return new Worker(new URL("./timer_worker.ts", import.meta.url), {
+    type: "module",
+    name: "timers",
+  });
 }
 
 /**
@@ -161,6 +176,8 @@ export async function buildMachine(
   const present = places.filter((p) => p.present);
   const spawned = workers ?? spawnVcpuWorkers(present.length);
   cleanups.push(() => spawned.forEach((w) => w.terminate()));
+  const timerWorker = spawnTimerWorker();
+  cleanups.push(() => timerWorker.terminate());
   try {
     // Memory layout.
     const layout = computeLayout(config.memory.size, config.memory.lowmemLimit);
@@ -207,14 +224,16 @@ export async function buildMachine(
       setUserMemoryRegion(vmFd, slot, r.gpa, r.size, memory.base + BigInt(r.gpa))
     );
 
-    // Interrupt controllers and timers in the kernel: LAPICs, IOAPIC, 8259 pair, 8254.
+    // Interrupt controllers and timers in the kernel: LAPICs, IOAPIC, 8259 pair, 8254,
+    // with dhyve's GSI routing (lib/irq.ts) and the SCI level-triggered in the ELCR.
     createIrqchip(vmFd);
     createPit2(vmFd);
+    setGsiRouting(vmFd, gsiRoutes());
+    setPicLevelIrqs(vmFd, [IRQ.sci]);
 
     // vCPUs: the vCPU id is the APIC ID; CPUID describes the topology.
     const supported = getSupportedCpuid(kvmFd);
     const runSize = getVcpuMmapSize(kvmFd);
-    const control = new VmControl();
     const vcpuFds: { place: CpuPlace; fd: number; cpuid: CpuidEntry[] }[] = [];
     for (const place of present) {
       const fd = createVcpu(vmFd, place.apicId);
@@ -235,16 +254,27 @@ export async function buildMachine(
       vcpuFds.push({ place, fd, cpuid });
     }
 
-    // Devices: one spec each, attached here and again in every vCPU thread.
+    // Devices: one spec each, attached here, in the timer thread and in every vCPU thread.
     const outputFds = [openOutput(config.console.com1), openOutput(config.console.com2)];
     cleanups.push(() => outputFds.forEach((fd) => fd > 2 && libc().fn.close(fd)));
     const specs = platformDeviceSpecs(config);
-    const ctx = hostContext(vmFd, control, outputFds);
-    const devices = attachAll(ctx, specs, control.lock, {
+    const shared: VmShared = {
+      vmFd,
+      control: new VmControl().buffer,
+      irqLines: new IrqLineTable().buffer,
+      timers: new TimerTable(specs.timerSlots).buffer,
+      clockBaseNs: libc().monotonicNs(),
+      outputFds,
+      strictIo: config.vm.strictIo,
+    };
+    const { host, devices } = attachAll(shared, specs.list, {
       strict: config.vm.strictIo,
       record() {},
     });
+    const control = host.control;
     control.lock.with(() => devices.devices.forEach((d) => d.reset()));
+    cleanups.push(() => host.timers.stop());
+    timerWorker.postMessage({ shared, specs: specs.list } satisfies TimerWorkerInit);
 
     // The boot payload and the BSP's entry state.
     const payload = await loadPayload(memory.memory, layout.e820, config.boot);
@@ -260,14 +290,11 @@ export async function buildMachine(
         index: place.index,
         apicId: place.apicId,
         vcpuFd: fd,
-        vmFd,
         runSize,
         control: vc.buffer,
-        vm: control.buffer,
+        shared,
         memory: { base: memory.base, span: memory.span, ranges: layout.ram },
-        devices: specs,
-        outputFds,
-        strictIo: config.vm.strictIo,
+        devices: specs.list,
       };
       spawned[i].postMessage(init);
       const run = mapRunPage(fd, runSize);
@@ -282,8 +309,11 @@ export async function buildMachine(
       vmFd,
       memory,
       control,
-      specs,
+      specs: specs.list,
       devices,
+      host,
+      shared,
+      timerWorker,
       vcpus,
       outputFds,
       payload,

@@ -46,10 +46,11 @@ export function isElf(bytes: Uint8Array): boolean {
 /** Parses an ELF image; throws with a clear message on anything malformed. */
 export function parseElf(bytes: Uint8Array, what = "ELF image"): ElfImage {
   if (!isElf(bytes)) throw new Error(`${what}: not an ELF file`);
-  if (bytes.length < 52) throw new Error(`${what}: truncated ELF header`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const cls = bytes[4];
   if (cls !== 1 && cls !== 2) throw new Error(`${what}: unknown ELF class ${cls}`);
+  // The ELF header is 52 bytes for ELF32 and 64 bytes for ELF64.
+  if (bytes.length < (cls === 2 ? 64 : 52)) throw new Error(`${what}: truncated ELF header`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes[5] !== 1) throw new Error(`${what}: not little-endian`);
   const is64 = cls === 2;
   const machine = dv.getUint16(18, true);

@@ -1,0 +1,65 @@
+/**
+ * The timer thread: it attaches every device of the VM (like each vCPU
+ * Worker does), sleeps until the earliest armed deadline in the shared
+ * {@linkcode TimerTable}, and runs each expired timer's `onTimer` under the
+ * device lock. Arming a timer from any thread wakes it (lib/timers.ts).
+ * Atomics.wait gives it sub-millisecond wake-ups without depending on the
+ * main thread's event loop.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import { attachAll, type VmShared } from "./host.ts";
+import type { DeviceSpec } from "../devices/registry.ts";
+
+/** The one message the timer thread receives. */
+export interface TimerWorkerInit {
+  readonly shared: VmShared;
+  readonly specs: readonly DeviceSpec[];
+}
+
+function run(init: TimerWorkerInit): void {
+  const { host, devices } = attachAll(init.shared, init.specs, { strict: false, record() {} });
+  const { timers, control } = host;
+  const lock = control.lock;
+  self.postMessage({ type: "ready" });
+  while (!timers.stopped) {
+    const seen = timers.generation();
+    const now = host.now();
+    for (let slot = 0; slot < timers.size; slot++) {
+      if (!timers.takeExpired(slot, now)) continue;
+      const owner = devices.timerOwners[slot];
+      if (!owner?.device.onTimer) continue;
+      lock.acquire();
+      try {
+        owner.device.onTimer(owner.id);
+      } catch (e) {
+        control.requestSuspend({
+          kind: "error",
+          message: `timer ${owner.id} of ${owner.device.spec.name}: ${(e as Error).message}`,
+        });
+      } finally {
+        lock.release();
+      }
+    }
+    const next = timers.earliest();
+    if (next === undefined) {
+      timers.sleep(seen, Infinity);
+    } else {
+      const wait = (next - host.now()) / 1e6;
+      if (wait > 0) timers.sleep(seen, wait);
+    }
+  }
+  self.postMessage({ type: "finished" });
+  self.close();
+}
+
+self.onmessage = (e: MessageEvent<TimerWorkerInit>) => {
+  self.onmessage = null;
+  try {
+    run(e.data);
+  } catch (err) {
+    self.postMessage({ type: "error", message: (err as Error).message });
+    self.close();
+  }
+};
