@@ -21,8 +21,17 @@
  * @module
  */
 
-/** Names of the guests this module builds. */
-export type GuestName = "probe" | "outloop";
+/**
+ * Names of the guests this module builds: the probe, the benchmark's outloop,
+ * the small real-mode test guests `rm/<name>` (tests/guests/rm/<name>.S,
+ * flat binaries loaded at 0x10000 and entered at CS=0x1000, IP=0) and the
+ * 32-bit ones `pm/<name>` (tests/guests/pm/<name>.S, flat binaries linked and
+ * loaded at 0x10000, entered in flat protected mode at 0x10000).
+ */
+export type GuestName = "probe" | "outloop" | `rm/${string}` | `pm/${string}`;
+
+/** Where the flat real-mode guests are loaded (entered at CS = REAL_MODE_LOAD >> 4, IP = 0). */
+export const REAL_MODE_LOAD = 0x10000;
 
 /** Byte offset of the 32-bit little-endian loop count in the outloop binary. */
 export const OUTLOOP_COUNT_OFFSET = 4;
@@ -124,23 +133,34 @@ async function buildProbe(tmp: string): Promise<Uint8Array> {
   return await Deno.readFile(elf);
 }
 
-async function buildOutloop(tmp: string): Promise<Uint8Array> {
-  const src = path(new URL("outloop/", GUESTS_DIR));
-  await run("gcc", ["-m32", "-c", "outloop.S", "-o", `${tmp}/outloop.o`], src);
+/** Assembles a flat guest `dir/name.S` linked at `linkAddress` (code at offset 0 of the binary). */
+async function buildFlat(
+  tmp: string,
+  dir: string,
+  name: string,
+  linkAddress = 0,
+): Promise<Uint8Array> {
+  const src = path(new URL(`${dir}/`, GUESTS_DIR));
+  try {
+    await Deno.stat(`${src}${name}.S`);
+  } catch {
+    throw new Error(`unknown guest ${dir}/${name}: no ${src}${name}.S`);
+  }
+  await run("gcc", ["-m32", "-c", `${name}.S`, "-o", `${tmp}/${name}.o`], src);
   await run("ld", [
     "-m",
     "elf_i386",
     "-nostdlib",
     "--build-id=none",
-    "-Ttext=0",
+    `-Ttext=0x${linkAddress.toString(16)}`,
     "-e",
-    "0",
+    `0x${linkAddress.toString(16)}`,
     "-o",
-    `${tmp}/outloop.elf`,
-    `${tmp}/outloop.o`,
+    `${tmp}/${name}.elf`,
+    `${tmp}/${name}.o`,
   ], tmp);
-  await run("objcopy", ["-O", "binary", "-j", ".text", "outloop.elf", "outloop.bin"], tmp);
-  return await Deno.readFile(`${tmp}/outloop.bin`);
+  await run("objcopy", ["-O", "binary", "-j", ".text", `${name}.elf`, `${name}.bin`], tmp);
+  return await Deno.readFile(`${tmp}/${name}.bin`);
 }
 
 /**
@@ -148,11 +168,17 @@ async function buildOutloop(tmp: string): Promise<Uint8Array> {
  * final bytes: for `probe` the stripped ELF, for `outloop` the flat binary.
  */
 export async function buildGuest(name: GuestName): Promise<Uint8Array> {
-  const tmp = await Deno.makeTempDir({ prefix: `dhyve-guest-${name}-` });
+  const tmp = await Deno.makeTempDir({ prefix: `dhyve-guest-${name.replace("/", "-")}-` });
   try {
     if (name === "probe") return await buildProbe(tmp);
-    if (name === "outloop") return await buildOutloop(tmp);
-    throw new Error(`unknown guest ${JSON.stringify(name)}: expected "probe" or "outloop"`);
+    if (name === "outloop") return await buildFlat(tmp, "outloop", "outloop");
+    const m = /^(rm|pm)\/([a-z0-9_]+)$/.exec(name);
+    if (m) return await buildFlat(tmp, m[1], m[2], m[1] === "pm" ? REAL_MODE_LOAD : 0);
+    throw new Error(
+      `unknown guest ${
+        JSON.stringify(name)
+      }: expected "probe", "outloop", "rm/<name>" or "pm/<name>"`,
+    );
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

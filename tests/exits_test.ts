@@ -1,0 +1,85 @@
+// Integration tests: real-mode guests on KVM drive every way a VM ends, and
+// the console in both directions. Each runs `main.ts up` as a subprocess.
+import assert from "node:assert/strict";
+import { runFlatGuest } from "./helpers.ts";
+
+Deno.test("a guest prints on COM1 and ends through debug-exit with (v << 1) | 1", async () => {
+  const r = await runFlatGuest("rm/hello");
+  assert.equal(r.stdout, "hello from real mode\n");
+  assert.equal(r.code, 33, r.stderr);
+  assert.match(r.stderr, /debug-exit: guest wrote 0x10/);
+});
+
+Deno.test("piped stdin reaches the guest's UART and its echo comes back on stdout", async () => {
+  const input = "hello, guest.";
+  const r = await runFlatGuest("rm/echo", { stdin: input });
+  assert.equal(r.stdout, input);
+  assert.equal(r.code, ((input.length << 1) | 1) & 0xff, r.stderr);
+});
+
+Deno.test("more input than the receive FIFO holds arrives complete and in order", async () => {
+  const input = "0123456789abcdefghijklmnopqrstuvwxyz".repeat(4) + ".";
+  const r = await runFlatGuest("rm/echo", { stdin: input });
+  assert.equal(r.stdout, input);
+  assert.equal(r.code, ((input.length << 1) | 1) & 0xff, r.stderr);
+});
+
+Deno.test("reset through the reset control register (0xCF9) exits with 0", async () => {
+  const r = await runFlatGuest("rm/reset_cf9");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /reset control register: 0x06 written to port 0xcf9/);
+});
+
+Deno.test("reset through the i8042 (0xFE to port 0x64) exits with 0", async () => {
+  const r = await runFlatGuest("rm/reset_kbd");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /i8042 reset/);
+});
+
+Deno.test("ACPI S5 through PM1a_CNT powers off with 1", async () => {
+  const r = await runFlatGuest("rm/poweroff");
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /ACPI S5/);
+});
+
+Deno.test("a triple fault exits with 3 and logs the vCPU state", async () => {
+  const r = await runFlatGuest("pm/triple");
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stderr, /vcpu 0 \(apic id 0\): triple fault/);
+  assert.match(r.stderr, /rip=0x[0-9a-f]{16}/);
+  assert.match(r.stderr, /cs=0010 base=0x0000000000000000 limit=ffffffff/);
+});
+
+Deno.test("an instruction KVM cannot run exits with 4 and logs registers and the bytes at RIP", async () => {
+  const r = await runFlatGuest("rm/mmio_exec");
+  assert.equal(r.code, 4, r.stderr);
+  assert.match(r.stderr, /KVM internal error/);
+  assert.match(r.stderr, /rip=0x[0-9a-f]{16}/);
+  assert.match(r.stderr, /gpa 0xa0000 is not RAM|code at gpa/);
+});
+
+Deno.test("an unclaimed port reads as 0xFF; strict_io makes it fatal and names it", async () => {
+  const loose = await runFlatGuest("rm/unclaimed");
+  assert.equal(loose.code, 0xff, loose.stderr);
+  const strict = await runFlatGuest("rm/unclaimed", { extra: "[vm]\nstrict_io = true\n" });
+  assert.equal(strict.code, 4, strict.stderr);
+  assert.match(strict.stderr, /unclaimed pio 1-byte read at 0xe0/);
+});
+
+Deno.test("--report writes the exit and per-vCPU statistics", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const report = `${dir}/r.json`;
+    const r = await runFlatGuest("rm/hello", { args: ["--report", report] });
+    assert.equal(r.code, 33);
+    const j = JSON.parse(await Deno.readTextFile(report));
+    assert.equal(j.exit.kind, "debug-exit");
+    assert.equal(j.exit.status, 33);
+    assert.equal(j.vcpus.length, 1);
+    // One OUT per character plus one LSR read each, then the debug-exit OUT.
+    assert.ok(j.vcpus[0].exits.io >= 2 * "hello from real mode\n".length + 1);
+    assert.ok(j.vcpus[0].firstRunWallMs > 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,143 @@
+/**
+ * Helpers for the integration tests: build a guest, write a VM definition
+ * into a temporary directory and run `main.ts up` on it as a subprocess.
+ *
+ * @module
+ */
+import { buildGuest, type GuestName } from "./guests/build.ts";
+
+const ROOT = new URL("..", import.meta.url);
+const MAIN = new URL("main.ts", ROOT).pathname;
+
+/** What a dhyve run produced. */
+export interface RunResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly ms: number;
+}
+
+/** A scratch directory for one test; removed by `close()`. */
+export class Scratch {
+  readonly dir: string;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** Creates the directory. */
+  static async create(): Promise<Scratch> {
+    return new Scratch(await Deno.makeTempDir({ prefix: "dhyve-it-" }));
+  }
+
+  /** Writes a file and returns its path. */
+  async write(name: string, content: string | Uint8Array): Promise<string> {
+    const path = `${this.dir}/${name}`;
+    if (typeof content === "string") await Deno.writeTextFile(path, content);
+    else await Deno.writeFile(path, content);
+    return path;
+  }
+
+  /** Builds a guest into the directory; returns its path. */
+  async guest(name: GuestName): Promise<string> {
+    return await this.write(`${name.replace("/", "_")}.bin`, await buildGuest(name));
+  }
+
+  /** Removes the directory. */
+  async close(): Promise<void> {
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+const cache = new Map<string, Uint8Array>();
+
+/** Builds a guest once per test process. */
+export async function guestBytes(name: GuestName): Promise<Uint8Array> {
+  let b = cache.get(name);
+  if (!b) cache.set(name, b = await buildGuest(name));
+  return b;
+}
+
+/** Runs `deno run -A main.ts <args>` with optional stdin; kills it after `timeoutMs`. */
+export async function dhyve(
+  args: string[],
+  opts: { stdin?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  const t0 = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(opts.stdin));
+    await w.close();
+  }
+  const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
+  try {
+    const out = await child.output();
+    const dec = new TextDecoder();
+    return {
+      code: out.code,
+      stdout: dec.decode(out.stdout),
+      stderr: dec.decode(out.stderr),
+      ms: performance.now() - t0,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A raw VM definition for a flat guest at 0x10000 (real16 or prot32 entry). */
+export function flatGuestToml(
+  image: string,
+  extra = "",
+  entry: "real16" | "prot32" = "real16",
+): string {
+  return `[memory]
+size = "16M"
+[boot]
+kind = "raw"
+image = "${image}"
+address = 0x10000
+entry = "${entry}"
+[[device]]
+type = "debug-exit"
+port = 0xf4
+size = 1
+${extra}`;
+}
+
+/**
+ * Boots a flat test guest and returns the run: `rm/<name>` (tests/guests/rm,
+ * real mode) or `pm/<name>` (tests/guests/pm, 32-bit protected mode).
+ */
+export async function runFlatGuest(
+  name: `rm/${string}` | `pm/${string}`,
+  opts: { extra?: string; stdin?: string; timeoutMs?: number; args?: string[] } = {},
+): Promise<RunResult> {
+  const s = await Scratch.create();
+  try {
+    const image = await s.write("guest.bin", await guestBytes(name));
+    const toml = await s.write(
+      "vm.toml",
+      flatGuestToml(image, opts.extra, name.startsWith("pm/") ? "prot32" : "real16"),
+    );
+    return await dhyve(["up", ...(opts.args ?? []), toml], opts);
+  } finally {
+    await s.close();
+  }
+}
+
+/** Parses the probe's `key: value` report lines. */
+export function probeReport(stdout: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of stdout.split("\n")) {
+    const i = line.indexOf(": ");
+    if (i > 0) m.set(line.slice(0, i), line.slice(i + 2));
+  }
+  return m;
+}
