@@ -12,6 +12,11 @@ import {
 } from "../mod.ts";
 import { probeImage } from "../lib/boot/_probe_image.ts";
 import { dhyve, probeReport, Scratch } from "./helpers.ts";
+import { libc } from "../cpu/libc.ts";
+
+// dhyve opens libc once per thread and keeps it for the life of the process;
+// open it here, before the resource sanitizer starts counting in a test.
+libc();
 
 const E820_NAMES: Record<number, string> = {
   1: "ram",
