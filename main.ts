@@ -86,15 +86,19 @@ async function up(
   for (const [s, f] of signals) Deno.addSignalListener(s, f);
 
   const stdioPort = (["com1", "com2"] as const).find((p) => config.console[p].kind === "stdio");
-  const device = stdioPort &&
-    vm.machine.devices.devices.find((d) => d.spec.name === stdioPort)?.console;
-  const console = device
-    ? new StdinConsole(device, vm.machine.control.lock, {
-      quit: () => vm.requestSuspend({ kind: "poweroff", message: "console: quit (Ctrl-A x)" }),
-      powerButton: () => {
-        if (!vm.pressPowerButton()) log.warn("the guest does not listen to the ACPI power button");
+  const console = stdioPort
+    ? new StdinConsole(
+      () => vm.machine.devices.byName.get(stdioPort)?.console,
+      vm.machine.control.lock,
+      {
+        quit: () => vm.requestSuspend({ kind: "poweroff", message: "console: quit (Ctrl-A x)" }),
+        powerButton: () => {
+          if (!vm.pressPowerButton()) {
+            log.warn("the guest does not listen to the ACPI power button");
+          }
+        },
       },
-    })
+    )
     : undefined;
 
   let status = EXIT_ERROR;

@@ -43,7 +43,7 @@ export {
   type VmExit,
   type VmOptions,
 } from "./lib/vm.ts";
-export { buildMachine, type Machine, type VcpuHandle } from "./lib/machine.ts";
+export { type BuildOptions, Machine, type VcpuHandle } from "./lib/machine.ts";
 export { computeLayout, formatLayout, type MemoryLayout } from "./lib/layout.ts";
 export { GuestMemory, GuestMemoryError } from "./lib/guest_memory.ts";
 export { PayloadError } from "./lib/boot/payload.ts";

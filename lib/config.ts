@@ -37,7 +37,12 @@ export interface VmConfig {
   /** The directory relative paths were resolved against. */
   readonly baseDir: string;
   /** `[vm]`: the VM's name and whether unclaimed I/O is fatal (bhyve's x86.strictio). */
-  readonly vm: { readonly name: string; readonly strictIo: boolean };
+  readonly vm: {
+    readonly name: string;
+    readonly strictIo: boolean;
+    /** What a guest reset does: end dhyve with status 0 (bhyve's way), or reboot the VM in place. */
+    readonly onReset: "exit" | "restart";
+  };
   /** `[memory]`: RAM size and the start of the 32-bit PCI hole, in bytes. */
   readonly memory: { readonly size: number; readonly lowmemLimit: number };
   /** `[cpu]`: the vCPU topology, after bhyve's calc_topology rules. */
@@ -247,6 +252,7 @@ export function formatConfig(config: VmConfig): string {
   const size = (n: number) => `${n} (${formatSize(n)})`;
   put("vm.name", config.vm.name);
   put("vm.strict_io", config.vm.strictIo);
+  put("vm.on_reset", config.vm.onReset);
   put("memory.size", size(config.memory.size));
   put("memory.lowmem_limit", size(config.memory.lowmemLimit));
   const cpu = config.cpu;
@@ -329,7 +335,7 @@ function checkDocument(c: Checker, doc: unknown, file: string): VmConfig {
 }
 
 function checkVm(c: Checker, root: Table, file: string): VmConfig["vm"] {
-  const t = openTable(c, get(root, "vm"), ["vm"], ["name", "strict_io"]) ?? {};
+  const t = openTable(c, get(root, "vm"), ["vm"], ["name", "strict_io", "on_reset"]) ?? {};
   let name = readString(c, t, ["vm"], "name");
   if (name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
     c.fail(
@@ -338,7 +344,10 @@ function checkVm(c: Checker, root: Table, file: string): VmConfig["vm"] {
     );
   }
   name ??= defaultName(file);
-  return { name, strictIo: readBool(c, t, ["vm"], "strict_io") ?? false };
+  const onReset = has(t, "on_reset")
+    ? readEnum(c, t, ["vm"], "on_reset", ["exit", "restart"] as const, "reset action") ?? "exit"
+    : "exit";
+  return { name, strictIo: readBool(c, t, ["vm"], "strict_io") ?? false, onReset };
 }
 
 function checkMemory(c: Checker, root: Table): VmConfig["memory"] {

@@ -94,7 +94,7 @@ function fullExpected(dir: string): VmConfig {
   return {
     file: `${dir}/full.toml`,
     baseDir: dir,
-    vm: { name: "demo-1", strictIo: true },
+    vm: { name: "demo-1", strictIo: true, onReset: "exit" },
     memory: { size: 1536 * 2 ** 20, lowmemLimit: 2 * 2 ** 30 },
     cpu: { cpus: 8, sockets: 2, cores: 2, threads: 2, maxcpus: 16, x2apic: true },
     boot: {
@@ -217,7 +217,7 @@ Deno.test("defaults: only [boot] kind = probe", async () => {
   assert.deepEqual(structuredClone(config), {
     file: "/srv/vms/demo.toml",
     baseDir: "/srv/vms",
-    vm: { name: "demo", strictIo: false },
+    vm: { name: "demo", strictIo: false, onReset: "exit" },
     memory: { size: 256 * 2 ** 20, lowmemLimit: 3 * 2 ** 30 },
     cpu: { cpus: 1, sockets: 1, cores: 1, threads: 1, maxcpus: 1, x2apic: false },
     boot: { kind: "probe" },
@@ -539,6 +539,7 @@ Deno.test("formatConfig prints every setting, defaults included", async () => {
       formatConfig(config),
       `vm.name=demo-1
 vm.strict_io=true
+vm.on_reset=exit
 memory.size=1610612736 (1536 MiB)
 memory.lowmem_limit=2147483648 (2 GiB)
 cpu.cpus=8

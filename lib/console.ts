@@ -65,7 +65,7 @@ export class EscapeParser {
 
 /** Feeds stdin to a console device until stopped. */
 export class StdinConsole {
-  readonly #device: ConsoleInput;
+  readonly #device: () => ConsoleInput | undefined;
   readonly #lock: DeviceLock;
   readonly #actions: ConsoleActions;
   readonly #tty: boolean;
@@ -75,8 +75,11 @@ export class StdinConsole {
   #retry: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
 
-  /** Binds stdin to `device`; accesses to it take `lock`. */
-  constructor(device: ConsoleInput, lock: DeviceLock, actions: ConsoleActions) {
+  /**
+   * Binds stdin to the device `device()` returns (looked up on each use: a VM
+   * reset replaces the main thread's device instances); accesses take `lock`.
+   */
+  constructor(device: () => ConsoleInput | undefined, lock: DeviceLock, actions: ConsoleActions) {
     this.#device = device;
     this.#lock = lock;
     this.#actions = actions;
@@ -117,10 +120,12 @@ export class StdinConsole {
     if (this.#stopped) return;
     while (this.#queue.length > 0) {
       const head = this.#queue[0];
+      const device = this.#device();
+      if (!device) break;
       this.#lock.acquire();
       let n: number;
       try {
-        n = this.#device.receive(head);
+        n = device.receive(head);
       } finally {
         this.#lock.release();
       }

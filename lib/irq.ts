@@ -16,9 +16,12 @@
  * GSI 0 goes to IOAPIC pin 2 because the MADT and MP table say ISA IRQ 0 is
  * GSI 2 (the 8259 cascade input on a PC); GSI 2 itself is not used.
  *
- * KVM keeps one level per GSI for user space, so a line with several
- * sources (PCI functions sharing a pin) is wired-OR here: each source has a
- * bit in a shared mask and the GSI is driven high while any bit is set.
+ * KVM keeps one level per controller pin for user space, so a line with
+ * several sources (PCI functions sharing a pin) is wired-OR here: each
+ * source has a bit in a shared mask and the GSI is driven high while any bit
+ * is set. GSI n (n < 16) and GSI 24+n both reach 8259 pin n: when one of
+ * them goes low while the other is still held, the other is driven again so
+ * the pin stays high.
  *
  * @module
  */
@@ -47,6 +50,15 @@ function picRoute(gsi: number, irq: number): GsiRoute {
   return irq < 8
     ? { gsi, kind: "irqchip", irqchip: KVM_IRQCHIP_PIC_MASTER, pin: irq }
     : { gsi, kind: "irqchip", irqchip: KVM_IRQCHIP_PIC_SLAVE, pin: irq - 8 };
+}
+
+/** The other GSI that reaches the same 8259 pin as `gsi`, if any. */
+export function sharedPicPartner(gsi: number): number | undefined {
+  if (gsi < 16 && gsi !== 2) return PIC_ONLY_GSI_BASE + gsi;
+  if (gsi >= PIC_ONLY_GSI_BASE && gsi < PIC_ONLY_GSI_BASE + 16 && gsi !== PIC_ONLY_GSI_BASE + 2) {
+    return gsi - PIC_ONLY_GSI_BASE;
+  }
+  return undefined;
 }
 
 /** dhyve's GSI routing table (see the module documentation). */
@@ -79,6 +91,11 @@ export class IrqLineTable {
     this.#masks = new Int32Array(this.buffer);
   }
 
+  /** Forgets every source's level (a new KVM VM starts with all lines low). */
+  clearAll(): void {
+    for (let i = 0; i < this.#masks.length; i++) Atomics.store(this.#masks, i, 0);
+  }
+
   /** The sources currently driving `gsi` (bit mask). */
   sources(gsi: number): number {
     return Atomics.load(this.#masks, gsi);
@@ -99,12 +116,17 @@ export class IrqLineTable {
       next.set(gsi, k + 1);
       const bit = 1 << k;
       const masks = this.#masks;
+      const partner = sharedPicPartner(gsi);
+      const low = () => {
+        drive(gsi, 0);
+        if (partner !== undefined && Atomics.load(masks, partner) !== 0) drive(partner, 1);
+      };
       const assert = () => {
         if (Atomics.or(masks, gsi, bit) === 0) drive(gsi, 1);
       };
       const deassert = () => {
         const old = Atomics.and(masks, gsi, ~bit);
-        if (old === bit) drive(gsi, 0);
+        if (old === bit) low();
       };
       return {
         assert,
@@ -114,7 +136,7 @@ export class IrqLineTable {
           const old = Atomics.load(masks, gsi);
           if (old === 0) {
             drive(gsi, 1);
-            drive(gsi, 0);
+            low();
           }
         },
       };

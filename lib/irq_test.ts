@@ -54,3 +54,16 @@ Deno.test("every thread gets the same source bits for the same attach order", ()
   assert.equal(t2.sources(8), 0b11);
   assert.deepEqual(seen, []);
 });
+
+Deno.test("GSI n and GSI 24+n share 8259 pin n: one going low re-drives the other", () => {
+  const table = new IrqLineTable();
+  const driven: [number, number][] = [];
+  const line = table.lines((gsi, level) => driven.push([gsi, level]));
+  const com1 = line(4), pirq = line(picOnlyGsi(4));
+  com1.assert();
+  pirq.assert();
+  pirq.deassert(); // the PIC pin must stay high: COM1 still holds it
+  assert.deepEqual(driven, [[4, 1], [28, 1], [28, 0], [4, 1]]);
+  com1.deassert();
+  assert.deepEqual(driven.slice(4), [[4, 0]]);
+});

@@ -2,11 +2,14 @@
  * Builds a whole machine from a validated {@linkcode VmConfig}, as a recipe:
  * lay out memory -> create the VM and its memory slots -> create the
  * interrupt controllers -> create the vCPUs (CPUID, topology) -> attach the
- * devices -> load the boot payload. Starting the vCPUs is a separate call
- * (see lib/vm.ts).
+ * devices -> write the firmware tables -> load the boot payload. Starting the
+ * vCPUs is a separate call (see lib/vm.ts).
  *
- * vCPU Workers are spawned first, so their module loading overlaps the KVM
- * setup done here; each one is handed its vCPU when the machine is ready.
+ * A machine has two parts. Its resources last as long as it does: the guest
+ * RAM mapping, the device state (shared buffers), the VM clock, the console
+ * outputs, the timer slots. Its KVM instance (the VM fd, the vCPUs and their
+ * Workers, the timer thread) is rebuilt by a VM reset, which is how a reset
+ * keeps what a real machine keeps across one: the RTC's time and NVRAM.
  *
  * @module
  */
@@ -39,19 +42,19 @@ import {
   unmapRunPage,
 } from "../cpu/kvm.ts";
 import { KVM_CAP } from "../cpu/kvm_abi.ts";
-import { type CpuPlace, cpuPlaces } from "../cpu/topology.ts";
 import { cString, libc, O_CLOEXEC } from "../cpu/libc.ts";
+import { type CpuPlace, cpuPlaces } from "../cpu/topology.ts";
 import type { VcpuWorkerInit } from "../cpu/vcpu_worker.ts";
 import { type DeviceSpec, DeviceSpecs } from "../devices/registry.ts";
 import { type LoadedPayload, loadPayload } from "./boot/payload.ts";
 import type { ConsoleBackend, VmConfig } from "./config.ts";
 import { attachAll, type ThreadDevices, type ThreadHost, type VmShared } from "./host.ts";
 import { gsiRoutes, IrqLineTable } from "./irq.ts";
-import { TimerTable } from "./timers.ts";
-import type { TimerWorkerInit } from "./timer_worker.ts";
 import { computeLayout, type MemoryLayout, MMIO } from "./layout.ts";
 import { type HostMemory, mapGuestRam } from "./memory.ts";
 import { IRQ, PORT } from "./platform.ts";
+import type { TimerWorkerInit } from "./timer_worker.ts";
+import { TimerTable } from "./timers.ts";
 import { VcpuControl, VmControl } from "./vm_control.ts";
 
 const log = getLogger(["dhyve", "machine"]);
@@ -67,32 +70,7 @@ export interface VcpuHandle {
   readonly cpuid: readonly CpuidEntry[];
 }
 
-/** A built machine, ready to start. */
-export interface Machine {
-  readonly config: VmConfig;
-  readonly layout: MemoryLayout;
-  readonly kvmFd: number;
-  readonly vmFd: number;
-  readonly memory: HostMemory;
-  readonly control: VmControl;
-  readonly specs: readonly DeviceSpec[];
-  /** The main thread's instances of the devices. */
-  readonly devices: ThreadDevices;
-  /** The main thread's host (clock, timers, lines). */
-  readonly host: ThreadHost;
-  /** What every thread binds. */
-  readonly shared: VmShared;
-  /** The thread that runs device timers. */
-  readonly timerWorker: Worker;
-  readonly vcpus: readonly VcpuHandle[];
-  /** File descriptors of the console outputs (by output id; -1 = none). */
-  readonly outputFds: readonly number[];
-  readonly payload: LoadedPayload;
-  /** Releases every resource (workers must already be stopped). */
-  close(): void;
-}
-
-/** Options for {@linkcode buildMachine}. */
+/** Options for {@linkcode Machine.create}. */
 export interface BuildOptions {
   /** The KVM device (default /dev/kvm). */
   readonly kvmPath?: string;
@@ -147,180 +125,317 @@ export function spawnVcpuWorkers(n: number): Worker[] {
   return Array.from({ length: n }, (_, i) => new Worker(url, { type: "module", name: `vcpu${i}` }));
 }
 
-/** The timer thread (lib/timer_worker.ts). */
-export function spawnTimerWorker(): Worker {
+function spawnTimerWorker(): Worker {
   return new Worker(new URL("./timer_worker.ts", import.meta.url), {
     type: "module",
     name: "timers",
   });
 }
 
-/**
- * Builds the machine described by `config`. `workers`, when given, are
- * vCPU Workers spawned earlier with {@linkcode spawnVcpuWorkers}.
- */
-export async function buildMachine(
-  config: VmConfig,
-  options: BuildOptions = {},
-  workers?: Worker[],
-): Promise<Machine> {
-  const cleanups: (() => void)[] = [];
-  const cleanup = () => {
-    for (const f of cleanups.reverse()) {
+/** One KVM incarnation of the machine (rebuilt by a VM reset). */
+interface Instance {
+  readonly vmFd: number;
+  readonly vcpus: readonly VcpuHandle[];
+  readonly host: ThreadHost;
+  readonly devices: ThreadDevices;
+  readonly timerWorker: Worker;
+  readonly payload: LoadedPayload;
+  close(): void;
+}
+
+/** Runs cleanups in reverse order, ignoring their failures (best effort on the way out). */
+class Cleanups {
+  readonly #fns: (() => void)[] = [];
+  add(fn: () => void): void {
+    this.#fns.push(fn);
+  }
+  run(): void {
+    for (const f of this.#fns.splice(0).reverse()) {
       try {
         f();
       } catch { /* best effort */ }
     }
-  };
-  const places = cpuPlaces({ ...config.cpu });
-  const present = places.filter((p) => p.present);
-  const spawned = workers ?? spawnVcpuWorkers(present.length);
-  cleanups.push(() => spawned.forEach((w) => w.terminate()));
-  const timerWorker = spawnTimerWorker();
-  cleanups.push(() => timerWorker.terminate());
-  try {
-    // Memory layout.
-    const layout = computeLayout(config.memory.size, config.memory.lowmemLimit);
+  }
+}
 
-    // The VM and its memory slots.
-    const kvmFd = openKvm(options.kvmPath);
-    cleanups.push(() => closeFd(kvmFd));
-    for (
-      const [name, cap] of [
-        ["IRQCHIP", KVM_CAP.IRQCHIP],
-        ["USER_MEMORY", KVM_CAP.USER_MEMORY],
-        [
-          "SET_TSS_ADDR",
-          KVM_CAP.SET_TSS_ADDR,
-        ],
-        ["PIT2", KVM_CAP.PIT2],
-        ["IMMEDIATE_EXIT", KVM_CAP.IMMEDIATE_EXIT],
-      ] as const
-    ) {
-      if (!checkExtension(kvmFd, cap)) {
-        throw new Error(`KVM lacks KVM_CAP_${name}, which dhyve needs`);
-      }
-    }
-    const maxVcpus = checkExtension(kvmFd, KVM_CAP.MAX_VCPUS) ||
-      checkExtension(kvmFd, KVM_CAP.NR_VCPUS);
-    if (present.length > maxVcpus) {
-      throw new Error(`KVM allows ${maxVcpus} vCPUs; the config asks for ${present.length}`);
-    }
-    const maxId = checkExtension(kvmFd, KVM_CAP.MAX_VCPU_ID) || maxVcpus;
-    const highest = Math.max(...present.map((p) => p.apicId));
-    if (highest >= maxId) {
-      throw new Error(`KVM allows vCPU ids below ${maxId}; APIC ID ${highest} is too high`);
-    }
+/** A built machine: its lasting resources and its current KVM instance. */
+export class Machine {
+  /** The VM definition. */
+  readonly config: VmConfig;
+  /** The guest-physical memory map. */
+  readonly layout: MemoryLayout;
+  /** Guest RAM on the host. */
+  readonly memory: HostMemory;
+  /** The device specs (their state buffers last across resets). */
+  readonly specs: readonly DeviceSpec[];
+  /** The VM-wide control block (suspend requests, device lock). */
+  readonly control: VmControl;
+  /** /dev/kvm. */
+  readonly kvmFd: number;
+  readonly #places: readonly CpuPlace[];
+  readonly #supported: readonly CpuidEntry[];
+  readonly #runSize: number;
+  readonly #timers: TimerTable;
+  readonly #lines: IrqLineTable;
+  readonly #outputFds: readonly number[];
+  readonly #clockBaseNs: number;
+  readonly #resources: Cleanups;
+  #instance: Instance | undefined;
 
-    const vmFd = createVm(kvmFd);
-    cleanups.push(() => closeFd(vmFd));
-    // Intel VMX needs a TSS (3 pages) and an identity-map page for real mode (api.rst 4.36, 4.37).
-    setTssAddr(vmFd, MMIO.kvmTss);
-    setIdentityMapAddr(vmFd, MMIO.kvmIdentityMap);
+  private constructor(
+    config: VmConfig,
+    layout: MemoryLayout,
+    memory: HostMemory,
+    specs: DeviceSpecs,
+    kvmFd: number,
+    places: readonly CpuPlace[],
+    supported: readonly CpuidEntry[],
+    runSize: number,
+    outputFds: readonly number[],
+    resources: Cleanups,
+  ) {
+    this.config = config;
+    this.layout = layout;
+    this.memory = memory;
+    this.specs = specs.list;
+    this.kvmFd = kvmFd;
+    this.#places = places;
+    this.#supported = supported;
+    this.#runSize = runSize;
+    this.#outputFds = outputFds;
+    this.#resources = resources;
+    this.control = new VmControl();
+    this.#timers = new TimerTable(specs.timerSlots);
+    this.#lines = new IrqLineTable();
+    this.#clockBaseNs = libc().monotonicNs();
+  }
 
-    const memory = mapGuestRam(layout.ram);
-    cleanups.push(() => memory.unmap());
-    layout.ram.forEach((r, slot) =>
-      setUserMemoryRegion(vmFd, slot, r.gpa, r.size, memory.base + BigInt(r.gpa))
-    );
-
-    // Interrupt controllers and timers in the kernel: LAPICs, IOAPIC, 8259 pair, 8254,
-    // with dhyve's GSI routing (lib/irq.ts) and the SCI level-triggered in the ELCR.
-    createIrqchip(vmFd);
-    createPit2(vmFd);
-    setGsiRouting(vmFd, gsiRoutes());
-    setPicLevelIrqs(vmFd, [IRQ.sci]);
-
-    // vCPUs: the vCPU id is the APIC ID; CPUID describes the topology.
-    const supported = getSupportedCpuid(kvmFd);
-    const runSize = getVcpuMmapSize(kvmFd);
-    const vcpuFds: { place: CpuPlace; fd: number; cpuid: CpuidEntry[] }[] = [];
-    for (const place of present) {
-      const fd = createVcpu(vmFd, place.apicId);
-      cleanups.push(() => closeFd(fd));
-      const cpuid = buildCpuid(supported, config.cpu, place.apicId, { x2apic: config.cpu.x2apic });
-      setCpuid2(fd, cpuid);
-      // Virtual wire mode, as a PC BIOS leaves it (MP spec 1.4, 3.6.2.2): the
-      // BSP's LINT0 takes the 8259's ExtINT; every LINT1 takes NMI.
-      const lapic = getLapic(fd);
-      const lv = new DataView(lapic.buffer);
-      lv.setUint32(
-        APIC_LVT_LINT0,
-        place.index === 0 ? APIC_MODE_EXTINT : APIC_MODE_EXTINT | APIC_LVT_MASKED,
-        true,
+  /**
+   * Builds the machine described by `config`. `workers`, when given, are
+   * vCPU Workers spawned earlier with {@linkcode spawnVcpuWorkers}.
+   */
+  static async create(
+    config: VmConfig,
+    options: BuildOptions = {},
+    workers?: Worker[],
+  ): Promise<Machine> {
+    const resources = new Cleanups();
+    const present = cpuPlaces({ ...config.cpu }).filter((p) => p.present);
+    const spawned = workers ?? spawnVcpuWorkers(present.length);
+    resources.add(() => spawned.forEach((w) => w.terminate()));
+    try {
+      const layout = computeLayout(config.memory.size, config.memory.lowmemLimit);
+      const kvmFd = openKvm(options.kvmPath);
+      resources.add(() => closeFd(kvmFd));
+      checkCapabilities(kvmFd, present);
+      const memory = mapGuestRam(layout.ram);
+      resources.add(() => memory.unmap());
+      const outputFds = [openOutput(config.console.com1), openOutput(config.console.com2)];
+      resources.add(() => outputFds.forEach((fd) => fd > 2 && libc().fn.close(fd)));
+      const machine = new Machine(
+        config,
+        layout,
+        memory,
+        platformDeviceSpecs(config),
+        kvmFd,
+        present,
+        getSupportedCpuid(kvmFd),
+        getVcpuMmapSize(kvmFd),
+        outputFds,
+        resources,
       );
-      lv.setUint32(APIC_LVT_LINT1, APIC_MODE_NMI, true);
-      setLapic(fd, lapic);
-      vcpuFds.push({ place, fd, cpuid });
+      machine.#instance = await machine.#createInstance(true, spawned);
+      return machine;
+    } catch (e) {
+      resources.run();
+      throw e;
     }
+  }
 
-    // Devices: one spec each, attached here, in the timer thread and in every vCPU thread.
-    const outputFds = [openOutput(config.console.com1), openOutput(config.console.com2)];
-    cleanups.push(() => outputFds.forEach((fd) => fd > 2 && libc().fn.close(fd)));
-    const specs = platformDeviceSpecs(config);
-    const shared: VmShared = {
-      vmFd,
-      control: new VmControl().buffer,
-      irqLines: new IrqLineTable().buffer,
-      timers: new TimerTable(specs.timerSlots).buffer,
-      clockBaseNs: libc().monotonicNs(),
-      outputFds,
-      strictIo: config.vm.strictIo,
-    };
-    const { host, devices } = attachAll(shared, specs.list, {
-      strict: config.vm.strictIo,
-      record() {},
+  #current(): Instance {
+    if (!this.#instance) {
+      throw new Error("the machine has no KVM instance (closed, or being reset)");
+    }
+    return this.#instance;
+  }
+
+  /** The current KVM VM fd. */
+  get vmFd(): number {
+    return this.#current().vmFd;
+  }
+
+  /** The current vCPUs. */
+  get vcpus(): readonly VcpuHandle[] {
+    return this.#current().vcpus;
+  }
+
+  /** The main thread's instances of the devices (current instance). */
+  get devices(): ThreadDevices {
+    return this.#current().devices;
+  }
+
+  /** The main thread's host (current instance). */
+  get host(): ThreadHost {
+    return this.#current().host;
+  }
+
+  /** What was loaded to boot. */
+  get payload(): LoadedPayload {
+    return this.#current().payload;
+  }
+
+  /**
+   * A VM reset: drops the KVM instance (its vCPUs must have stopped), clears
+   * RAM, resets every device (the RTC keeps its time and NVRAM) and builds a
+   * new instance with fresh vCPU Workers, firmware tables and boot payload.
+   */
+  async reset(): Promise<void> {
+    this.#instance?.close();
+    this.#instance = undefined;
+    this.memory.discard();
+    this.#timers.disarmAll();
+    this.#lines.clearAll();
+    this.control.clearSuspend();
+    this.#instance = await this.#createInstance(false);
+  }
+
+  /** Releases everything: the instance, then the resources. Idempotent. */
+  close(): void {
+    this.#instance?.close();
+    this.#instance = undefined;
+    this.#resources.run();
+  }
+
+  async #createInstance(powerOn: boolean, workers?: Worker[]): Promise<Instance> {
+    const cleanups = new Cleanups();
+    const vcpuWorkers = workers ?? spawnVcpuWorkers(this.#places.length);
+    cleanups.add(() => vcpuWorkers.forEach((w) => w.terminate()));
+    const timerWorker = spawnTimerWorker();
+    const timerStop = new SharedArrayBuffer(4);
+    cleanups.add(() => {
+      Atomics.store(new Int32Array(timerStop), 0, 1);
+      this.#timers.wake();
+      timerWorker.terminate();
     });
-    const control = host.control;
-    control.lock.with(() => devices.devices.forEach((d) => d.reset()));
-    cleanups.push(() => host.timers.stop());
-    timerWorker.postMessage({ shared, specs: specs.list } satisfies TimerWorkerInit);
+    try {
+      const config = this.config;
+      // The VM and its memory slots.
+      const vmFd = createVm(this.kvmFd);
+      cleanups.add(() => closeFd(vmFd));
+      // Intel VMX needs a TSS (3 pages) and an identity-map page for real mode (api.rst 4.36, 4.37).
+      setTssAddr(vmFd, MMIO.kvmTss);
+      setIdentityMapAddr(vmFd, MMIO.kvmIdentityMap);
+      this.layout.ram.forEach((r, slot) =>
+        setUserMemoryRegion(vmFd, slot, r.gpa, r.size, this.memory.base + BigInt(r.gpa))
+      );
 
-    // The boot payload and the BSP's entry state.
-    const payload = await loadPayload(memory.memory, layout.e820, config.boot);
-    const bsp = vcpuFds[0];
-    setSregs(bsp.fd, payload.entry.sregs(getSregs(bsp.fd)));
-    setRegs(bsp.fd, payload.entry.regs);
-    log.debug("loaded {payload}", { payload: payload.description });
+      // Interrupt controllers and timers in the kernel: LAPICs, IOAPIC, 8259 pair, 8254,
+      // with dhyve's GSI routing (lib/irq.ts) and the SCI level-triggered in the ELCR.
+      createIrqchip(vmFd);
+      createPit2(vmFd);
+      setGsiRouting(vmFd, gsiRoutes());
+      setPicLevelIrqs(vmFd, [IRQ.sci]);
 
-    // Hand each Worker its vCPU.
-    const vcpus: VcpuHandle[] = vcpuFds.map(({ place, fd, cpuid }, i) => {
-      const vc = new VcpuControl();
-      const init: VcpuWorkerInit = {
-        index: place.index,
-        apicId: place.apicId,
-        vcpuFd: fd,
-        runSize,
-        control: vc.buffer,
-        shared,
-        memory: { base: memory.base, span: memory.span, ranges: layout.ram },
-        devices: specs.list,
+      // vCPUs: the vCPU id is the APIC ID; CPUID describes the topology.
+      const vcpuFds = this.#places.map((place) => {
+        const fd = createVcpu(vmFd, place.apicId);
+        cleanups.add(() => closeFd(fd));
+        const cpuid = buildCpuid(this.#supported, config.cpu, place.apicId, {
+          x2apic: config.cpu.x2apic,
+        });
+        setCpuid2(fd, cpuid);
+        // Virtual wire mode, as a PC BIOS leaves it (MP spec 1.4, 3.6.2.2): the
+        // BSP's LINT0 takes the 8259's ExtINT; every LINT1 takes NMI.
+        const lapic = getLapic(fd);
+        const lv = new DataView(lapic.buffer);
+        lv.setUint32(
+          APIC_LVT_LINT0,
+          place.index === 0 ? APIC_MODE_EXTINT : APIC_MODE_EXTINT | APIC_LVT_MASKED,
+          true,
+        );
+        lv.setUint32(APIC_LVT_LINT1, APIC_MODE_NMI, true);
+        setLapic(fd, lapic);
+        return { place, fd, cpuid };
+      });
+
+      // Devices: attached here, in the timer thread and in every vCPU thread.
+      const shared: VmShared = {
+        vmFd,
+        control: this.control.buffer,
+        irqLines: this.#lines.buffer,
+        timers: this.#timers.buffer,
+        clockBaseNs: this.#clockBaseNs,
+        outputFds: this.#outputFds,
+        strictIo: config.vm.strictIo,
       };
-      spawned[i].postMessage(init);
-      const run = mapRunPage(fd, runSize);
-      cleanups.push(() => unmapRunPage(run));
-      return { place, fd, worker: spawned[i], control: vc, run, cpuid };
-    });
+      const { host, devices } = attachAll(shared, this.specs, {
+        strict: config.vm.strictIo,
+        record() {},
+      });
+      this.control.lock.with(() => {
+        for (const d of devices.devices) (powerOn && d.powerOn ? d.powerOn : d.reset)();
+      });
+      timerWorker.postMessage(
+        { shared, specs: this.specs, stop: timerStop } satisfies TimerWorkerInit,
+      );
 
-    return {
-      config,
-      layout,
-      kvmFd,
-      vmFd,
-      memory,
-      control,
-      specs: specs.list,
-      devices,
-      host,
-      shared,
-      timerWorker,
-      vcpus,
-      outputFds,
-      payload,
-      close: cleanup,
-    };
-  } catch (e) {
-    cleanup();
-    throw e;
+      // The boot payload and the BSP's entry state.
+      const payload = await loadPayload(this.memory.memory, this.layout.e820, config.boot);
+      const bsp = vcpuFds[0];
+      setSregs(bsp.fd, payload.entry.sregs(getSregs(bsp.fd)));
+      setRegs(bsp.fd, payload.entry.regs);
+      log.debug("loaded {payload}", { payload: payload.description });
+
+      // Hand each Worker its vCPU.
+      const vcpus: VcpuHandle[] = vcpuFds.map(({ place, fd, cpuid }, i) => {
+        const control = new VcpuControl();
+        const init: VcpuWorkerInit = {
+          index: place.index,
+          apicId: place.apicId,
+          vcpuFd: fd,
+          runSize: this.#runSize,
+          control: control.buffer,
+          shared,
+          memory: { base: this.memory.base, span: this.memory.span, ranges: this.layout.ram },
+          devices: this.specs,
+        };
+        vcpuWorkers[i].postMessage(init);
+        const run = mapRunPage(fd, this.#runSize);
+        cleanups.add(() => unmapRunPage(run));
+        return { place, fd, worker: vcpuWorkers[i], control, run, cpuid };
+      });
+      return { vmFd, vcpus, host, devices, timerWorker, payload, close: () => cleanups.run() };
+    } catch (e) {
+      cleanups.run();
+      throw e;
+    }
+  }
+}
+
+/** Checks the KVM capabilities dhyve relies on, and the vCPU limits. */
+function checkCapabilities(kvmFd: number, present: readonly CpuPlace[]): void {
+  const needed = [
+    ["IRQCHIP", KVM_CAP.IRQCHIP],
+    ["USER_MEMORY", KVM_CAP.USER_MEMORY],
+    ["SET_TSS_ADDR", KVM_CAP.SET_TSS_ADDR],
+    ["PIT2", KVM_CAP.PIT2],
+    ["IMMEDIATE_EXIT", KVM_CAP.IMMEDIATE_EXIT],
+    ["IRQ_ROUTING", KVM_CAP.IRQ_ROUTING],
+    ["SIGNAL_MSI", KVM_CAP.SIGNAL_MSI],
+  ] as const;
+  for (const [name, cap] of needed) {
+    if (!checkExtension(kvmFd, cap)) {
+      throw new Error(`KVM lacks KVM_CAP_${name}, which dhyve needs`);
+    }
+  }
+  const maxVcpus = checkExtension(kvmFd, KVM_CAP.MAX_VCPUS) ||
+    checkExtension(kvmFd, KVM_CAP.NR_VCPUS);
+  if (present.length > maxVcpus) {
+    throw new Error(`KVM allows ${maxVcpus} vCPUs; the config asks for ${present.length}`);
+  }
+  const maxId = checkExtension(kvmFd, KVM_CAP.MAX_VCPU_ID) || maxVcpus;
+  const highest = Math.max(...present.map((p) => p.apicId));
+  if (highest >= maxId) {
+    throw new Error(`KVM allows vCPU ids below ${maxId}; APIC ID ${highest} is too high`);
   }
 }

@@ -16,14 +16,17 @@ import type { DeviceSpec } from "../devices/registry.ts";
 export interface TimerWorkerInit {
   readonly shared: VmShared;
   readonly specs: readonly DeviceSpec[];
+  /** This thread's stop word (Int32 0 -> 1 stops it; the table's wake() wakes it to look). */
+  readonly stop: SharedArrayBuffer;
 }
 
 function run(init: TimerWorkerInit): void {
   const { host, devices } = attachAll(init.shared, init.specs, { strict: false, record() {} });
   const { timers, control } = host;
   const lock = control.lock;
+  const stop = new Int32Array(init.stop);
   self.postMessage({ type: "ready" });
-  while (!timers.stopped) {
+  while (Atomics.load(stop, 0) === 0) {
     const seen = timers.generation();
     const now = host.now();
     for (let slot = 0; slot < timers.size; slot++) {

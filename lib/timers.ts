@@ -52,21 +52,21 @@ export class TimerTable {
     };
   }
 
-  /** Wakes the timer thread so it looks at the slots again. */
+  /** Wakes the timer thread so it looks at the slots (and its stop word) again. */
   #kick(): void {
     Atomics.add(this.#gen, 0, 1);
     Atomics.notify(this.#gen, 0);
   }
 
-  /** Asks the timer thread to stop. */
-  stop(): void {
-    Atomics.store(this.#gen, 1, 1);
+  /** Wakes the timer thread, e.g. after setting its stop word. */
+  wake(): void {
     this.#kick();
   }
 
-  /** True once {@linkcode TimerTable.stop} was called. */
-  get stopped(): boolean {
-    return Atomics.load(this.#gen, 1) !== 0;
+  /** Disarms every timer (a VM reset keeps only what devices re-arm). */
+  disarmAll(): void {
+    for (let i = 0; i < this.deadlines.length; i++) Atomics.store(this.deadlines, i, DISARMED);
+    this.#kick();
   }
 
   /** The generation word, read before scanning the slots. */

@@ -28,7 +28,7 @@ Deno.test("re-arming with the same deadline does not wake the timer thread again
   assert.equal(t.generation(), g);
 });
 
-Deno.test("a Worker sleeping on the table wakes when a slot is armed, and on stop", async () => {
+Deno.test("a Worker sleeping on the table wakes when a slot is armed, and on wake()", async () => {
   const t = new TimerTable(1);
   const url = new URL("./timers.ts", import.meta.url).href;
   const src = `import { TimerTable } from "${url}";
@@ -39,7 +39,7 @@ self.onmessage = (e) => {
   t.sleep(seen, 10000);
   self.postMessage(String(t.earliest()));
   t.sleep(t.generation(), 10000);
-  self.postMessage(t.stopped ? "stopped" : "timeout");
+  self.postMessage(t.earliest() === undefined ? "disarmed" : "timeout");
 };`;
   const w = new Worker(URL.createObjectURL(new Blob([src], { type: "text/javascript" })), {
     type: "module",
@@ -51,9 +51,9 @@ self.onmessage = (e) => {
   const woke = next();
   t.timer(0).arm(42);
   messages.push(await woke);
-  const stopped = next();
-  t.stop();
-  messages.push(await stopped);
+  const disarmed = next();
+  t.disarmAll();
+  messages.push(await disarmed);
   w.terminate();
-  assert.deepEqual(messages, ["sleeping", "42", "stopped"]);
+  assert.deepEqual(messages, ["sleeping", "42", "disarmed"]);
 });

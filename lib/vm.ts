@@ -14,7 +14,7 @@ import { libc, SIGUSR1 } from "../cpu/libc.ts";
 import type { VcpuWorkerMessage } from "../cpu/vcpu_worker.ts";
 import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
 import type { VmConfig } from "./config.ts";
-import { buildMachine, type BuildOptions, type Machine, spawnVcpuWorkers } from "./machine.ts";
+import { type BuildOptions, Machine, spawnVcpuWorkers } from "./machine.ts";
 import { VCPU_REQUEST, type VcpuStatName } from "./vm_control.ts";
 
 const log = getLogger(["dhyve", "vm"]);
@@ -73,14 +73,30 @@ export class Vm {
   #finished: Promise<VmExit> | undefined;
   #closed = false;
 
+  #resets = 0;
+  #finalStats: VcpuStats[] | undefined;
+
   private constructor(machine: Machine, options: VmOptions) {
     this.machine = machine;
     this.#stopTimeoutMs = options.stopTimeoutMs ?? 5000;
-    for (const v of machine.vcpus) {
+    this.#bindWorkers();
+  }
+
+  /** Builds the machine for `config` (vCPU Workers start loading at once). */
+  static async create(config: VmConfig, options: VmOptions = {}): Promise<Vm> {
+    const workers = spawnVcpuWorkers(config.cpu.cpus);
+    const machine = await Machine.create(config, options, workers);
+    return new Vm(machine, options);
+  }
+
+  /** Listens to the current vCPU Workers (again after a reset). */
+  #bindWorkers(): void {
+    const control = this.machine.control;
+    for (const v of this.machine.vcpus) {
       v.worker.onmessage = (e: MessageEvent<VcpuWorkerMessage>) => this.#onWorkerMessage(e.data);
       v.worker.onerror = (e: ErrorEvent) => {
         e.preventDefault();
-        machine.control.requestSuspend({
+        control.requestSuspend({
           kind: "error",
           message: `vcpu ${v.place.index}: worker error: ${e.message}`,
         });
@@ -88,11 +104,9 @@ export class Vm {
     }
   }
 
-  /** Builds the machine for `config` (vCPU Workers start loading at once). */
-  static async create(config: VmConfig, options: VmOptions = {}): Promise<Vm> {
-    const workers = spawnVcpuWorkers(config.cpu.cpus);
-    const machine = await buildMachine(config, options, workers);
-    return new Vm(machine, options);
+  /** How many times the guest reset the VM in place (`on_reset = "restart"`). */
+  get resets(): number {
+    return this.#resets;
   }
 
   #onWorkerMessage(m: VcpuWorkerMessage): void {
@@ -110,6 +124,10 @@ export class Vm {
     if (this.#started) throw new Error("VM already started");
     this.#started = true;
     if (signalUsers++ === 0) Deno.addSignalListener("SIGUSR1", noop);
+    await this.#startVcpus();
+  }
+
+  async #startVcpus(): Promise<void> {
     // Every Worker publishes its thread id once it has attached its devices.
     for (const v of this.machine.vcpus) {
       const tid = await v.control.waitTid(10_000);
@@ -151,8 +169,12 @@ export class Vm {
     });
   }
 
-  /** Statistics of every vCPU. */
+  /** Statistics of every vCPU (as they were at the end, once the VM has stopped). */
   stats(): VcpuStats[] {
+    return this.#finalStats ?? this.#collectStats();
+  }
+
+  #collectStats(): VcpuStats[] {
     return this.machine.vcpus.map((v) => ({
       index: v.place.index,
       apicId: v.place.apicId,
@@ -176,10 +198,22 @@ export class Vm {
       for (;;) {
         const seen = control.wakeCount();
         req = control.suspendRequest();
-        if (req) break;
+        if (req) {
+          await this.#stopVcpus();
+          if (req.kind !== "reset" || this.machine.config.vm.onReset !== "restart") {
+            this.#finalStats = this.#collectStats();
+            break;
+          }
+          // A reboot in place: a new KVM instance over the same RAM mapping and device state.
+          this.#resets++;
+          log.info("{cause}: restarting the VM", { cause: req.message ?? "reset" });
+          await this.machine.reset();
+          this.#bindWorkers();
+          await this.#startVcpus();
+          continue;
+        }
         await control.waitWake(seen, 1000);
       }
-      await this.#stopVcpus();
       const status = exitStatusOf(req);
       const exit: VmExit = { kind: req.kind, status, message: req.message };
       const text = (req.message ?? req.kind).replaceAll("{", "{{").replaceAll("}", "}}");
@@ -222,7 +256,6 @@ export class Vm {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const v of this.machine.vcpus) v.worker.terminate();
     this.machine.close();
     if (this.#started && --signalUsers === 0) Deno.removeSignalListener("SIGUSR1", noop);
   }
