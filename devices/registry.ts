@@ -73,8 +73,13 @@ export interface AttachedDevice {
   readonly spec: DeviceSpec;
   /** Its ranges on the buses. */
   readonly ranges: readonly DeviceRange[];
-  /** Puts the device in its power-on state (main thread, VM creation and reset). */
+  /**
+   * A VM reset (main thread): puts the device in its reset state. Devices
+   * that keep state across a reset (the RTC's time and NVRAM) keep it.
+   */
   reset(): void;
+  /** Power-on, at VM creation; devices without one get `reset()`. */
+  powerOn?(): void;
   /** Present on devices that take console input. */
   readonly console?: ConsoleInput;
   /** Present on the ACPI PM block. */
