@@ -15,6 +15,12 @@ import { I8042, I8042State } from "./i8042.ts";
 import { PostPort, PostState } from "./post.ts";
 import { ResetControl, ResetControlState } from "./reset_control.ts";
 import { Uart16550, Uart16550State } from "./uart16550.ts";
+import { Rtc, RtcState } from "./rtc.ts";
+import { Hpet, HPET_TIMERS, HPET_WINDOW, HpetState } from "./hpet.ts";
+import { PciHost, PciHostState } from "./pci/host.ts";
+import { PciLpcBridge, PciLpcState } from "./pci/lpc.ts";
+import { PciTestDevice, PciTestDeviceState } from "./pci/testdev.ts";
+import type { StateLayout } from "./state.ts";
 
 /** What a thread gives the devices it attaches. */
 export interface DeviceContext {
@@ -32,6 +38,10 @@ export interface DeviceContext {
   timers(spec: DeviceSpec): Timer[];
   /** A device attached earlier in this thread, by instance name. */
   device(name: string): AttachedDevice | undefined;
+  /** Host wall-clock time in seconds since the Unix epoch (for the RTC at power-on). */
+  hostTime(): number;
+  /** The GSI that reaches only the 8259's IRQ `irq` (PCI INTx through a PIRQ link). */
+  picOnlyGsi(irq: number): number;
 }
 
 /** A device as plain data: what to build and where its state lives. */
@@ -40,8 +50,8 @@ export interface DeviceSpec {
   readonly model: string;
   /** The instance name, unique in the VM (e.g. "com1"). */
   readonly name: string;
-  /** Model-specific options (plain data). */
-  readonly options: Readonly<Record<string, number | string | boolean>>;
+  /** Model-specific options: plain data (structured-clone safe). */
+  readonly options: Readonly<Record<string, unknown>>;
   /** The shared state buffer. */
   readonly state: SharedArrayBuffer;
   /** First timer slot of the device (see lib/timers.ts). */
@@ -96,21 +106,64 @@ export interface DeviceModel {
   readonly summary: string;
   /** Whether `[[device]] type = ...` may place it; platform devices are built in. */
   readonly userPlaceable: boolean;
-  /** A fresh shared state buffer for one instance. */
-  newState(): SharedArrayBuffer;
+  /** A fresh shared state buffer for one instance with these options. */
+  newState(options: DeviceSpec["options"]): SharedArrayBuffer;
   /** Timers each instance needs (0 when absent). */
   readonly timers?: number;
   /** Builds the instance for the calling thread. */
   attach(ctx: DeviceContext, spec: DeviceSpec): AttachedDevice;
 }
 
-const num = (spec: DeviceSpec, key: string): number => {
+const num = (spec: Pick<DeviceSpec, "name" | "options">, key: string): number => {
   const v = spec.options[key];
   if (typeof v !== "number") throw new Error(`device ${spec.name}: option ${key} must be a number`);
   return v;
 };
 
 const EMPTY_STATE = () => new SharedArrayBuffer(8);
+
+/** An INTx route as PCI specs carry it (lib/pci_routing.ts IntxRoute). */
+interface SpecIntxRoute {
+  readonly slot: number;
+  readonly function: number;
+  readonly pin: number;
+  readonly ioapicPin: number;
+  readonly pirq: number;
+  readonly isaIrq: number;
+}
+
+/** A PCI function in the "pci" spec's options. */
+interface SpecPciFunction {
+  readonly slot: number;
+  readonly function: number;
+  readonly model: "testdev";
+  readonly intx?: SpecIntxRoute;
+}
+
+/** The layouts of the "pci" spec's buffer, in order: host, LPC, then each function. */
+// deno-lint-ignore no-explicit-any
+function pciLayouts(fns: readonly SpecPciFunction[]): StateLayout<any>[] {
+  return [PciHostState, PciLpcState, ...fns.map(() => PciTestDeviceState)];
+}
+
+/** Offsets of the layouts packed one after the other (8-aligned; every size is a multiple of 8). */
+// deno-lint-ignore no-explicit-any
+function packOffsets(layouts: readonly StateLayout<any>[]): { offsets: number[]; size: number } {
+  const offsets: number[] = [];
+  let at = 0;
+  for (const l of layouts) {
+    offsets.push(at);
+    at += l.size;
+  }
+  return { offsets, size: at };
+}
+
+/** The functions of a "pci" spec. */
+function pciFunctions(spec: DeviceSpec): SpecPciFunction[] {
+  const fns = spec.options.functions;
+  if (!Array.isArray(fns)) throw new Error(`device ${spec.name}: option functions must be a list`);
+  return fns as SpecPciFunction[];
+}
 
 /** Every device model dhyve has, by name. */
 export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, DeviceModel>(
@@ -262,6 +315,154 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
         };
       },
     },
+    {
+      model: "rtc",
+      summary: "MC146818 RTC with 256 bytes of CMOS: periodic, update-ended and alarm interrupts",
+      userPlaceable: false,
+      timers: 1,
+      newState: () => RtcState.bufferOf(RtcState.create()) as SharedArrayBuffer,
+      attach(ctx, spec) {
+        const rtc = new Rtc({
+          irq: ctx.irq(num(spec, "irq")),
+          clock: ctx.clock,
+          timers: ctx.timers(spec),
+          hostTime: () => ctx.hostTime(),
+          utcOffsetSeconds: num(spec, "utcOffset"),
+          memory: { lowmemEnd: num(spec, "lowmemEnd"), highmemSize: num(spec, "highmemSize") },
+        }, RtcState.bind(spec.state));
+        const { low, high } = rtc.ports();
+        const port = num(spec, "port");
+        return {
+          spec,
+          ranges: [
+            { bus: "pio", name: "rtc", base: port, length: 2, device: low },
+            { bus: "pio", name: "rtc-extended", base: port + 2, length: 2, device: high },
+          ],
+          reset: () => rtc.reset(),
+          powerOn: () => rtc.powerOn(),
+          onTimer: (id) => rtc.onTimer(id),
+        };
+      },
+    },
+    {
+      model: "hpet",
+      summary:
+        "HPET: 8 timers, 32-bit counter at 16.78 MHz, one-shot/periodic, IOAPIC, FSB (MSI) and legacy routes",
+      userPlaceable: false,
+      timers: HPET_TIMERS,
+      newState: () => HpetState.bufferOf(HpetState.create()) as SharedArrayBuffer,
+      attach(ctx, spec) {
+        // Every line the HPET can drive is taken now, in the same order in every
+        // thread, so each thread gets the same wired-OR source bits.
+        const lines = new Map((spec.options.gsis as number[]).map((g) => [g, ctx.irq(g)] as const));
+        const hpet = new Hpet({
+          clock: ctx.clock,
+          timers: ctx.timers(spec),
+          irq: (gsi) => {
+            const line = lines.get(gsi);
+            if (!line) throw new Error(`hpet: GSI ${gsi} is not wired`);
+            return line;
+          },
+          msi: ctx.msi,
+        }, HpetState.bind(spec.state));
+        return {
+          spec,
+          ranges: [{
+            bus: "mmio",
+            name: "hpet",
+            base: num(spec, "address"),
+            length: HPET_WINDOW,
+            device: hpet,
+          }],
+          reset: () => hpet.reset(),
+          onTimer: (id) => hpet.onTimer(id),
+        };
+      },
+    },
+    {
+      model: "pci",
+      summary:
+        "PCI bus 0: host bridge (0xCF8/0xCFC and ECAM), LPC bridge with PIRQ router, BAR windows",
+      userPlaceable: false,
+      newState: (options) =>
+        new SharedArrayBuffer(
+          packOffsets(pciLayouts(pciFunctions({ options } as DeviceSpec))).size,
+        ),
+      attach(ctx, spec) {
+        const fns = pciFunctions(spec);
+        const { offsets } = packOffsets(pciLayouts(fns));
+        const buf = spec.state;
+        const lpc = new PciLpcBridge({
+          pirqIrqs: spec.options.pirqIrqs as number[],
+          isaIrq: (irq) => ctx.irq(ctx.picOnlyGsi(irq)),
+        }, PciLpcState.bind(buf, offsets[1]));
+        const devices = fns.map((f, i) => {
+          const intx = f.intx
+            ? {
+              pin: f.intx.pin,
+              line: f.intx.isaIrq,
+              sink: lpc.intxSink(f.intx, ctx.irq(f.intx.ioapicPin)),
+            }
+            : undefined;
+          return {
+            slot: f.slot,
+            function: f.function,
+            device: new PciTestDevice(
+              { msi: ctx.msi, intx },
+              PciTestDeviceState.bind(buf, offsets[2 + i]),
+              `${f.model}@${f.slot}.${f.function}`,
+            ),
+          };
+        });
+        const window = (start: string, end: string) => ({
+          start: num(spec, start),
+          end: num(spec, end),
+        });
+        const host = new PciHost({
+          ecamBase: num(spec, "ecamBase"),
+          mem32: window("mem32Start", "mem32End"),
+          mem64: window("mem64Start", "mem64End"),
+          functions: [{ slot: 31, function: 0, device: lpc }, ...devices],
+        }, PciHostState.bind(buf, offsets[0]));
+        const d = host.devices;
+        const mem32 = window("mem32Start", "mem32End"), mem64 = window("mem64Start", "mem64End");
+        return {
+          spec,
+          ranges: [
+            {
+              bus: "pio",
+              name: "pci-config-address",
+              base: 0xcf8,
+              length: 1,
+              device: d.configAddress,
+            },
+            { bus: "pio", name: "pci-config-data", base: 0xcfc, length: 4, device: d.configData },
+            {
+              bus: "mmio",
+              name: "pci-ecam",
+              base: num(spec, "ecamBase"),
+              length: 256 << 20,
+              device: d.ecam,
+            },
+            {
+              bus: "mmio",
+              name: "pci-mem32",
+              base: mem32.start,
+              length: mem32.end - mem32.start,
+              device: d.mem32Window,
+            },
+            {
+              bus: "mmio",
+              name: "pci-mem64",
+              base: mem64.start,
+              length: mem64.end - mem64.start,
+              device: d.mem64Window,
+            },
+          ],
+          reset: () => host.reset(),
+        };
+      },
+    },
   ] satisfies DeviceModel[]).map((m) => [m.model, m] as const),
 );
 
@@ -289,7 +490,7 @@ export class DeviceSpecs {
       model,
       name,
       options,
-      state: m.newState(),
+      state: m.newState(options),
       timerBase: this.#timerSlots,
       timerCount,
     };

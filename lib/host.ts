@@ -19,7 +19,7 @@ import {
   type DeviceContext,
   type DeviceSpec,
 } from "../devices/registry.ts";
-import { IrqLineTable } from "./irq.ts";
+import { IrqLineTable, picOnlyGsi } from "./irq.ts";
 import { TimerTable } from "./timers.ts";
 import { VmControl } from "./vm_control.ts";
 
@@ -75,6 +75,8 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
     timers: (spec: DeviceSpec) =>
       Array.from({ length: spec.timerCount }, (_, i) => timers.timer(spec.timerBase + i)),
     device: (name: string) => attached.get(name),
+    hostTime: () => Date.now() / 1000,
+    picOnlyGsi,
   };
   return { control, timers, lines, context, now };
 }

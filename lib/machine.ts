@@ -47,6 +47,12 @@ import { type CpuPlace, cpuPlaces } from "../cpu/topology.ts";
 import type { VcpuWorkerInit } from "../cpu/vcpu_worker.ts";
 import { type DeviceSpec, DeviceSpecs } from "../devices/registry.ts";
 import { type LoadedPayload, loadPayload } from "./boot/payload.ts";
+import { describePlatform, type FirmwarePlatform } from "./firmware/platform.ts";
+import {
+  buildFirmwareTables,
+  type FirmwareTables,
+  writeFirmwareTables,
+} from "./firmware/tables.ts";
 import type { ConsoleBackend, VmConfig } from "./config.ts";
 import { attachAll, type ThreadDevices, type ThreadHost, type VmShared } from "./host.ts";
 import { gsiRoutes, IrqLineTable } from "./irq.ts";
@@ -97,8 +103,16 @@ function openOutput(backend: ConsoleBackend): number {
   return fd;
 }
 
+/** The host's UTC offset in seconds (for rtc.use_localtime). */
+function localUtcOffsetSeconds(): number {
+  return -new Date().getTimezoneOffset() * 60;
+}
+
 /** The platform's devices, as specs, for a config (in attach order). */
-export function platformDeviceSpecs(config: VmConfig): DeviceSpecs {
+export function platformDeviceSpecs(
+  config: VmConfig,
+  platform = describePlatform(config),
+): DeviceSpecs {
   const specs = new DeviceSpecs();
   if (config.console.com1.kind !== "none") {
     specs.add("uart16550", "com1", { port: PORT.com1, irq: IRQ.com1, output: OUTPUT_COM1 });
@@ -110,6 +124,30 @@ export function platformDeviceSpecs(config: VmConfig): DeviceSpecs {
   specs.add("reset-control", "reset-control");
   specs.add("post", "post");
   specs.add("acpi-pm", "acpi-pm", { port: PORT.pm1aEvent, sci: IRQ.sci });
+  specs.add("rtc", "rtc", {
+    port: PORT.rtc,
+    irq: IRQ.rtc,
+    utcOffset: config.rtc.useLocaltime ? localUtcOffsetSeconds() : 0,
+    lowmemEnd: platform.layout.lowmemEnd,
+    highmemSize: platform.layout.highmemSize,
+  });
+  // HPET lines: legacy replacement (IRQ 0 and 8) and the IOAPIC pins its timers may use.
+  specs.add("hpet", "hpet", { address: platform.hpet.address, gsis: [0, 8, 20, 21, 22, 23] });
+  const fns = platform.pciFunctions.filter((f) => f.model === "testdev");
+  specs.add("pci", "pci", {
+    ecamBase: platform.ecam.base,
+    mem32Start: platform.pciWindows.mem32.start,
+    mem32End: platform.pciWindows.mem32.end,
+    mem64Start: platform.pciWindows.mem64.start,
+    mem64End: platform.pciWindows.mem64.end,
+    pirqIrqs: [...platform.routing.pirqIrqs],
+    functions: fns.map((f) => ({
+      slot: f.slot,
+      function: f.function,
+      model: f.model,
+      intx: f.intx,
+    })),
+  });
   config.devices.forEach((d, i) => {
     specs.add(d.type, `${d.type}${config.devices.length > 1 ? i : ""}`, {
       port: d.port,
@@ -172,6 +210,10 @@ export class Machine {
   readonly control: VmControl;
   /** /dev/kvm. */
   readonly kvmFd: number;
+  /** What the firmware tables describe. */
+  readonly platform: FirmwarePlatform;
+  /** The firmware tables written into each instance's RAM. */
+  readonly firmware: FirmwareTables;
   readonly #places: readonly CpuPlace[];
   readonly #supported: readonly CpuidEntry[];
   readonly #runSize: number;
@@ -186,7 +228,7 @@ export class Machine {
     config: VmConfig,
     layout: MemoryLayout,
     memory: HostMemory,
-    specs: DeviceSpecs,
+    platform: FirmwarePlatform,
     kvmFd: number,
     places: readonly CpuPlace[],
     supported: readonly CpuidEntry[],
@@ -197,7 +239,9 @@ export class Machine {
     this.config = config;
     this.layout = layout;
     this.memory = memory;
+    const specs = platformDeviceSpecs(config, platform);
     this.specs = specs.list;
+    this.platform = platform;
     this.kvmFd = kvmFd;
     this.#places = places;
     this.#supported = supported;
@@ -208,6 +252,12 @@ export class Machine {
     this.#timers = new TimerTable(specs.timerSlots);
     this.#lines = new IrqLineTable();
     this.#clockBaseNs = libc().monotonicNs();
+    // The MP table's processor entries carry the CPU signature and features (CPUID.01H EAX, EDX).
+    const leaf1 = supported.find((e) => e.function === 1);
+    this.firmware = buildFirmwareTables(
+      platform,
+      leaf1 && { signature: leaf1.eax, features: leaf1.edx },
+    );
   }
 
   /**
@@ -236,7 +286,7 @@ export class Machine {
         config,
         layout,
         memory,
-        platformDeviceSpecs(config),
+        describePlatform(config),
         kvmFd,
         present,
         getSupportedCpuid(kvmFd),
@@ -334,7 +384,8 @@ export class Machine {
       createIrqchip(vmFd);
       createPit2(vmFd);
       setGsiRouting(vmFd, gsiRoutes());
-      setPicLevelIrqs(vmFd, [IRQ.sci]);
+      // Level-triggered in the ELCR: the SCI and the ISA IRQs the PIRQs are routed to.
+      setPicLevelIrqs(vmFd, [IRQ.sci, ...this.platform.routing.levelIrqs]);
 
       // vCPUs: the vCPU id is the APIC ID; CPUID describes the topology.
       const vcpuFds = this.#places.map((place) => {
@@ -379,7 +430,8 @@ export class Machine {
         { shared, specs: this.specs, stop: timerStop } satisfies TimerWorkerInit,
       );
 
-      // The boot payload and the BSP's entry state.
+      // Firmware tables (ACPI, MP) in the firmware area, then the boot payload and the BSP's entry state.
+      writeFirmwareTables(this.memory.memory, this.firmware);
       const payload = await loadPayload(this.memory.memory, this.layout.e820, config.boot);
       const bsp = vcpuFds[0];
       setSregs(bsp.fd, payload.entry.sregs(getSregs(bsp.fd)));

@@ -78,6 +78,7 @@ export const FIXED_PORTS: readonly FixedPorts[] = Object.freeze([
   { name: "port61", base: PORT.port61, length: 1, owner: "kvm" },
   { name: "i8042-command", base: PORT.i8042Command, length: 1, owner: "dhyve" },
   { name: "rtc", base: PORT.rtc, length: 2, owner: "dhyve" },
+  { name: "rtc-extended", base: PORT.rtc + 2, length: 2, owner: "dhyve" },
   { name: "post", base: PORT.post, length: 1, owner: "dhyve" },
   { name: "pic-slave", base: PORT.picSlave, length: 2, owner: "kvm" },
   { name: "com2", base: PORT.com2, length: 8, owner: "dhyve" },
