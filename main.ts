@@ -141,6 +141,34 @@ async function check(path: string): Promise<void> {
   console.log(out.join("\n"));
 }
 
+async function tables(path: string, opts: { out: string }): Promise<void> {
+  const config = await readConfig(path);
+  const { describePlatform } = await import("./lib/firmware/platform.ts");
+  const { buildFirmwareTables } = await import("./lib/firmware/tables.ts");
+  const built = buildFirmwareTables(describePlatform(config));
+  try {
+    await Deno.mkdir(opts.out, { recursive: true });
+  } catch (e) {
+    fail(`cannot create ${opts.out}: ${(e as Error).message}`, EXIT_USAGE);
+  }
+  // ACPI tables with a standard header are <SIG>.dat, as acpidump/acpixtract name
+  // them for iasl -d; the RSDP and the MP structures are not such tables.
+  const names: Record<string, string> = {
+    RSDP: "rsdp.bin",
+    _MP_: "mp-floating.bin",
+    PCMP: "mp-config.bin",
+  };
+  for (const t of built.tables) {
+    const file = names[t.signature] ?? `${t.signature}.dat`;
+    await Deno.writeFile(`${opts.out}/${file}`, t.bytes);
+    console.log(
+      `${file.padEnd(16)} 0x${t.address.toString(16).padStart(8, "0")}  ${
+        String(t.bytes.length).padStart(5)
+      } bytes`,
+    );
+  }
+}
+
 async function devices(): Promise<void> {
   const { DEVICE_MODELS } = await import("./devices/registry.ts");
   const rows = [...DEVICE_MODELS.values()];
@@ -177,6 +205,13 @@ export function cli(): Command {
     .description("validate a VM definition; print the effective config, topology and memory map")
     .argument("<vm.toml>", "the VM definition")
     .action(check);
+  program.command("tables")
+    .description(
+      "write the VM's firmware tables: each ACPI table as DIR/<SIG>.dat (for iasl -d), the RSDP and MP table as .bin",
+    )
+    .argument("<vm.toml>", "the VM definition")
+    .requiredOption("--out <dir>", "directory to write the tables to")
+    .action(tables);
   program.command("devices")
     .description("list the device models")
     .action(devices);

@@ -219,3 +219,71 @@ function crc32(bytes: Uint8Array): number {
   }
   return (c ^ 0xffffffff) >>> 0;
 }
+
+/** The probe's check lines: name -> "ok" | "FAIL ..." | "skip ...". */
+function checks(stdout: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of stdout.split("\n")) {
+    const x = /^check\.([a-z0-9.]+): (.*)$/.exec(line);
+    if (x) m.set(x[1], x[2]);
+  }
+  return m;
+}
+
+const ALL_CHECKS = [
+  "acpi.checksums",
+  "acpi.location",
+  "madt.cpus",
+  "madt.topology",
+  "madt.ioapic",
+  "mptable",
+  "pci.enum",
+  "pci.ecam",
+  "hpet.irq",
+  "msi",
+  "rtc",
+];
+
+for (
+  const [name, cpu, enabled, disabled] of [
+    ["1 vCPU", "cpus = 1", 1, 0],
+    ["2 sockets x 2 cores x 2 threads", "sockets = 2\ncores = 2\nthreads = 2", 8, 0],
+    ["cpus = 2 with maxcpus = 4", "cpus = 2\nmaxcpus = 4", 2, 2],
+  ] as const
+) {
+  Deno.test(`the probe checks the whole machine from the inside, every check ok: ${name}`, async () => {
+    const r = await probe(
+      `[cpu]\n${cpu}\n[[pci]]\nslot = 3\ntype = "testdev"\n[[pci]]\nslot = 5\nfunction = 0\ntype = "testdev"`,
+    );
+    assert.equal(r.code, 1, r.stderr);
+    const c = checks(r.stdout);
+    assert.deepEqual([...c.keys()], ALL_CHECKS);
+    for (const [k, v] of c) assert.equal(v, "ok", `check.${k}: ${v}\n${r.stdout}`);
+    assert.equal(r.report.get("madt.cpus"), `enabled=${enabled} disabled=${disabled}`);
+    assert.match(
+      r.report.get("cpu.count") ?? "",
+      new RegExp(`^${enabled} expected=${enabled} source=madt`),
+    );
+    assert.match(r.stdout, /^probe: checks=11 ok=11 failed=0 skipped=0$/m);
+    assert.equal(r.report.get("probe"), "poweroff");
+    // The PCI functions: host bridge, the test devices, the LPC bridge.
+    const pci = r.stdout.split("\n").filter((l) => l.startsWith("pci 00:"));
+    assert.deepEqual(pci.map((l) => l.slice(0, 22)), [
+      "pci 00:00.0: 8086:1237",
+      "pci 00:03.0: 6468:0001",
+      "pci 00:05.0: 6468:0001",
+      "pci 00:1f.0: 8086:7000",
+    ]);
+  });
+}
+
+Deno.test("without ACPI the probe finds the MP table; without either it still boots", async () => {
+  const mp = await probe(`[cpu]\ncpus = 2\n[firmware]\nacpi = false`);
+  assert.equal(mp.code, 1, mp.stderr);
+  assert.match(mp.report.get("cpu.count") ?? "", /^2 expected=2 source=mptable/);
+  assert.equal(checks(mp.stdout).get("mptable"), "ok");
+  const none = await probe(`[cpu]\ncpus = 2\n[firmware]\nacpi = false\nmptable = false`);
+  assert.equal(none.code, 1, none.stderr);
+  assert.match(none.report.get("cpu.count") ?? "", /^2 expected=- source=none/);
+  assert.equal(none.report.get("probe"), "poweroff");
+});
