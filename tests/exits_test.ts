@@ -83,3 +83,12 @@ Deno.test("--report writes the exit and per-vCPU statistics", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("on_reset = restart reboots in place; the RTC keeps its time and NVRAM across the reset", async () => {
+  const r = await runFlatGuest("rm/rtc_reset", { extra: '[vm]\non_reset = "restart"\n' });
+  assert.equal(r.code, 0x83, r.stderr);
+  assert.match(r.stderr, /restarting the VM/);
+  // Without restart, the same reset ends dhyve with status 0.
+  const once = await runFlatGuest("rm/rtc_reset");
+  assert.equal(once.code, 0, once.stderr);
+});
