@@ -128,14 +128,37 @@ async function up(
 
 async function check(path: string): Promise<void> {
   const config = await readConfig(path);
-  const { computeLayout, formatLayout } = await import("./lib/layout.ts");
+  const { formatLayout } = await import("./lib/layout.ts");
   const { formatTopology } = await import("./cpu/topology.ts");
+  const { describePlatform } = await import("./lib/firmware/platform.ts");
+  const { buildFirmwareTables } = await import("./lib/firmware/tables.ts");
+  const platform = describePlatform(config);
+  const hex = (n: number) => "0x" + n.toString(16);
+  const bdf = (slot: number, fn: number) => `00:${slot.toString(16).padStart(2, "0")}.${fn}`;
+  const pci = platform.pciFunctions.map((f) => {
+    const r = f.intx;
+    const intx = r
+      ? `  INT${"ABCD"[r.pin - 1]} -> IOAPIC pin ${r.ioapicPin}, PIRQ${
+        "ABCDEFGH"[r.pirq]
+      } (IRQ ${r.isaIrq})`
+      : "";
+    return `  ${bdf(f.slot, f.function)} ${f.model}${intx}`;
+  });
+  const tables = buildFirmwareTables(platform).tables.map((t) =>
+    `  ${t.signature.padEnd(4)} at ${hex(t.address)}, ${t.bytes.length} bytes`
+  );
   const out = [
     formatConfig(config).trimEnd(),
     "",
     formatTopology(config.cpu),
     "",
-    formatLayout(computeLayout(config.memory.size, config.memory.lowmemLimit)),
+    formatLayout(platform.layout),
+    "",
+    "pci bus 0:",
+    ...pci,
+    "",
+    tables.length ? "firmware tables:" : "firmware tables: none",
+    ...tables,
     "",
   ];
   console.log(out.join("\n"));
@@ -170,13 +193,20 @@ async function tables(path: string, opts: { out: string }): Promise<void> {
 }
 
 async function devices(): Promise<void> {
-  const { DEVICE_MODELS } = await import("./devices/registry.ts");
-  const rows = [...DEVICE_MODELS.values()];
-  const width = Math.max(...rows.map((m) => m.model.length));
-  for (const m of rows) {
-    console.log(
-      `${m.model.padEnd(width)}  ${m.userPlaceable ? "[[device]]" : "built-in  "}  ${m.summary}`,
-    );
+  const { DEVICE_MODELS, PCI_DEVICE_TYPES } = await import("./devices/registry.ts");
+  const rows: [string, string, string][] = [
+    ...[...DEVICE_MODELS.values()].map((m): [string, string, string] => [
+      m.model,
+      m.userPlaceable ? "[[device]]" : "built-in",
+      m.summary,
+    ]),
+    ...[...PCI_DEVICE_TYPES].map((
+      [type, t],
+    ): [string, string, string] => [type, "[[pci]]", t.summary]),
+  ];
+  const width = Math.max(...rows.map((r) => r[0].length));
+  for (const [name, where, summary] of rows) {
+    console.log(`${name.padEnd(width)}  ${where.padEnd(10)}  ${summary}`);
   }
 }
 

@@ -466,6 +466,14 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
   ] satisfies DeviceModel[]).map((m) => [m.model, m] as const),
 );
 
+/** The PCI function types a `[[pci]]` entry may place, by TOML `type`. */
+export const PCI_DEVICE_TYPES: ReadonlyMap<string, { readonly summary: string }> = new Map([
+  ["testdev", {
+    summary:
+      "dhyve's PCI test device (6468:0001): BAR0 registers, MSI, MSI-X (4 vectors), INTx on demand",
+  }],
+]);
+
 /** Attaches a spec's model in the calling thread. */
 export function attachDevice(ctx: DeviceContext, spec: DeviceSpec): AttachedDevice {
   const model = DEVICE_MODELS.get(spec.model);

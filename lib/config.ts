@@ -139,9 +139,9 @@ export const MAX_XAPIC_ID = 254;
 export const MAX_CMDLINE = 4095;
 
 /** The known `[[device]]` types. */
-const DEVICE_TYPES = ["debug-exit"] as const;
+export const DEVICE_TYPES = ["debug-exit"] as const;
 /** The known `[[pci]]` types. */
-const PCI_TYPES = ["testdev"] as const;
+export const PCI_TYPES = ["testdev"] as const;
 const BOOT_KINDS = ["probe", "raw", "multiboot"] as const;
 const ENTRY_MODES = ["real16", "prot32", "long64"] as const;
 

@@ -234,14 +234,14 @@ export function isaBridge(p: FirmwarePlatform): Device {
     ),
     // Motherboard resources: ports and memory no device above claims, so the OS
     // keeps them out of its allocations; listing the ECAM range here is what
-    // makes OSes trust the MCFG (PCI Firmware Spec 3.2, 4.1.2).
+    // makes OSes trust the MCFG (PCI Firmware Spec 3.2, 4.1.2). The reset
+    // register (0xCF9) is not listed: PCI0's _CRS already consumes 0xCF8-0xCFF.
     isaDevice(
       "MBRS",
       "PNP0C02",
       0,
       new ResourceTemplate([
         ioPort(p.pm.pm1aEvent, p.pm.pmTimer + 4 - p.pm.pm1aEvent),
-        ioPort(p.reset.port, 1),
         ioPort(PORT.post, 1),
         new Memory32FixedResource(
           p.ecam.base + (p.ecam.startBus << 20),

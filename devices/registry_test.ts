@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { DEVICE_TYPES, PCI_TYPES } from "../lib/config.ts";
+import { DEVICE_MODELS, DeviceSpecs, PCI_DEVICE_TYPES } from "./registry.ts";
+
+Deno.test("the TOML device types are exactly the registry's user-placeable models and PCI types", () => {
+  const placeable = [...DEVICE_MODELS.values()].filter((m) => m.userPlaceable).map((m) => m.model)
+    .sort();
+  assert.deepEqual([...DEVICE_TYPES].sort(), placeable);
+  assert.deepEqual([...PCI_TYPES].sort(), [...PCI_DEVICE_TYPES.keys()].sort());
+});
+
+Deno.test("DeviceSpecs hands out timer slots and refuses duplicate names and unknown models", () => {
+  const specs = new DeviceSpecs();
+  const pm = specs.add("acpi-pm", "pm", { port: 0x400, sci: 9 });
+  const hpet = specs.add("hpet", "hpet", { address: 0xfed00000, gsis: [0, 8] });
+  const rtc = specs.add("rtc", "rtc", {
+    port: 0x70,
+    irq: 8,
+    utcOffset: 0,
+    lowmemEnd: 1 << 24,
+    highmemSize: 0,
+  });
+  assert.deepEqual([pm.timerBase, pm.timerCount, hpet.timerBase, hpet.timerCount, rtc.timerBase], [
+    0,
+    1,
+    1,
+    8,
+    9,
+  ]);
+  assert.equal(specs.timerSlots, 10);
+  assert.throws(() => specs.add("post", "pm"), /device name pm is used twice/);
+  assert.throws(() => specs.add("no-such-model", "x"), /unknown device model no-such-model/);
+});
+
+Deno.test("every model's state buffer is shared memory (it is bound in every thread)", () => {
+  for (const m of DEVICE_MODELS.values()) {
+    const options = m.model === "pci" ? { functions: [] } : {};
+    assert.ok(m.newState(options) instanceof SharedArrayBuffer, m.model);
+  }
+});
