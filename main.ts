@@ -52,6 +52,9 @@ async function up(
 ): Promise<never> {
   await setupLogging(levelOf(opts), (opts.verbose ?? 0) > 0);
   const config = await readConfig(path);
+  // Start the Workers now: they load their modules while this thread loads its own.
+  const { prespawnWorkers } = await import("./lib/workers.ts");
+  const workers = prespawnWorkers(config.cpu.cpus);
   const { Vm } = await import("./lib/vm.ts");
   const { StdinConsole } = await import("./lib/console.ts");
   const { KvmUnavailableError } = await import("./cpu/kvm.ts");
@@ -59,7 +62,7 @@ async function up(
 
   let vm: import("./lib/vm.ts").Vm;
   try {
-    vm = await Vm.create(config);
+    vm = await Vm.create(config, { workers });
   } catch (e) {
     if (e instanceof PayloadError) fail(e.message, EXIT_USAGE);
     if (e instanceof KvmUnavailableError) fail(e.message, EXIT_ERROR);
@@ -86,7 +89,7 @@ async function up(
   for (const [s, f] of signals) Deno.addSignalListener(s, f);
 
   const stdioPort = (["com1", "com2"] as const).find((p) => config.console[p].kind === "stdio");
-  const console = stdioPort
+  const stdin = stdioPort
     ? new StdinConsole(
       () => vm.machine.devices.byName.get(stdioPort)?.console,
       vm.machine.control.lock,
@@ -104,7 +107,7 @@ async function up(
   let status = EXIT_ERROR;
   try {
     await vm.start();
-    console?.start();
+    stdin?.start();
     const exit = await vm.wait();
     status = exit.status;
     if (opts.report) {
@@ -120,7 +123,7 @@ async function up(
     log.error("{message}", { message: (e as Error).message });
     vm.close();
   } finally {
-    await console?.stop();
+    await stdin?.stop();
     for (const [s, f] of signals) Deno.removeSignalListener(s, f);
   }
   Deno.exit(status);

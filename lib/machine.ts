@@ -61,6 +61,7 @@ import { type HostMemory, mapGuestRam } from "./memory.ts";
 import { IRQ, PORT } from "./platform.ts";
 import type { TimerWorkerInit } from "./timer_worker.ts";
 import { TimerTable } from "./timers.ts";
+import { type PrespawnedWorkers, prespawnWorkers } from "./workers.ts";
 import { VcpuControl, VmControl } from "./vm_control.ts";
 
 const log = getLogger(["dhyve", "machine"]);
@@ -157,19 +158,6 @@ export function platformDeviceSpecs(
   return specs;
 }
 
-/** Workers spawned ahead of the machine, to overlap their start-up with KVM setup. */
-export function spawnVcpuWorkers(n: number): Worker[] {
-  const url = new URL("../cpu/vcpu_worker.ts", import.meta.url);
-  return Array.from({ length: n }, (_, i) => new Worker(url, { type: "module", name: `vcpu${i}` }));
-}
-
-function spawnTimerWorker(): Worker {
-  return new Worker(new URL("./timer_worker.ts", import.meta.url), {
-    type: "module",
-    name: "timers",
-  });
-}
-
 /** One KVM incarnation of the machine (rebuilt by a VM reset). */
 interface Instance {
   readonly vmFd: number;
@@ -261,18 +249,21 @@ export class Machine {
   }
 
   /**
-   * Builds the machine described by `config`. `workers`, when given, are
-   * vCPU Workers spawned earlier with {@linkcode spawnVcpuWorkers}.
+   * Builds the machine described by `config`. `workers`, when given, were
+   * spawned earlier with {@linkcode prespawnWorkers} (one vCPU Worker per vCPU).
    */
   static async create(
     config: VmConfig,
     options: BuildOptions = {},
-    workers?: Worker[],
+    workers?: PrespawnedWorkers,
   ): Promise<Machine> {
     const resources = new Cleanups();
     const present = cpuPlaces({ ...config.cpu }).filter((p) => p.present);
-    const spawned = workers ?? spawnVcpuWorkers(present.length);
-    resources.add(() => spawned.forEach((w) => w.terminate()));
+    const spawned = workers ?? prespawnWorkers(present.length);
+    if (spawned.vcpus.length !== present.length) {
+      throw new Error("one vCPU Worker per vCPU is needed");
+    }
+    resources.add(() => [...spawned.vcpus, spawned.timer].forEach((w) => w.terminate()));
     try {
       const layout = computeLayout(config.memory.size, config.memory.lowmemLimit);
       const kvmFd = openKvm(options.kvmPath);
@@ -356,11 +347,12 @@ export class Machine {
     this.#resources.run();
   }
 
-  async #createInstance(powerOn: boolean, workers?: Worker[]): Promise<Instance> {
+  async #createInstance(powerOn: boolean, workers?: PrespawnedWorkers): Promise<Instance> {
     const cleanups = new Cleanups();
-    const vcpuWorkers = workers ?? spawnVcpuWorkers(this.#places.length);
+    const spawned = workers ?? prespawnWorkers(this.#places.length);
+    const vcpuWorkers = spawned.vcpus;
     cleanups.add(() => vcpuWorkers.forEach((w) => w.terminate()));
-    const timerWorker = spawnTimerWorker();
+    const timerWorker = spawned.timer;
     const timerStop = new SharedArrayBuffer(4);
     cleanups.add(() => {
       Atomics.store(new Int32Array(timerStop), 0, 1);

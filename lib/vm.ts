@@ -14,7 +14,8 @@ import { libc, SIGUSR1 } from "../cpu/libc.ts";
 import type { VcpuWorkerMessage } from "../cpu/vcpu_worker.ts";
 import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
 import type { VmConfig } from "./config.ts";
-import { type BuildOptions, Machine, spawnVcpuWorkers } from "./machine.ts";
+import { type BuildOptions, Machine } from "./machine.ts";
+import type { PrespawnedWorkers } from "./workers.ts";
 import { VCPU_REQUEST, type VcpuStatName } from "./vm_control.ts";
 
 const log = getLogger(["dhyve", "vm"]);
@@ -51,6 +52,8 @@ export interface VcpuStats {
 
 /** Options for {@linkcode Vm.create}. */
 export interface VmOptions extends BuildOptions {
+  /** Workers spawned ahead (lib/workers.ts), to overlap their start-up with building the machine. */
+  readonly workers?: PrespawnedWorkers;
   /** How long to wait for vCPUs to stop after a suspend before giving up on them (ms). */
   readonly stopTimeoutMs?: number;
 }
@@ -84,8 +87,7 @@ export class Vm {
 
   /** Builds the machine for `config` (vCPU Workers start loading at once). */
   static async create(config: VmConfig, options: VmOptions = {}): Promise<Vm> {
-    const workers = spawnVcpuWorkers(config.cpu.cpus);
-    const machine = await Machine.create(config, options, workers);
+    const machine = await Machine.create(config, options, options.workers);
     return new Vm(machine, options);
   }
 
