@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { IrqLine, Platform, SuspendRequest } from "./device.ts";
+import { FakeClock, FakeIrq, FakePlatform } from "./_fakes.ts";
 import {
   AcpiPm,
   AcpiPmState,
@@ -9,36 +9,6 @@ import {
   PM_TIMER_HZ,
   SLP_TYP_S5,
 } from "./acpi_pm.ts";
-
-class FakeClock {
-  t = 0;
-  now(): number {
-    return this.t;
-  }
-}
-
-class FakeIrq implements IrqLine {
-  calls: string[] = [];
-  level = false;
-  assert(): void {
-    this.calls.push("assert");
-    this.level = true;
-  }
-  deassert(): void {
-    this.calls.push("deassert");
-    this.level = false;
-  }
-  pulse(): void {
-    this.calls.push("pulse");
-  }
-}
-
-class FakePlatform implements Platform {
-  requests: SuspendRequest[] = [];
-  suspend(request: SuspendRequest): void {
-    this.requests.push(request);
-  }
-}
 
 const T0 = 5e9; // the clock at reset, so the timer origin is not the clock's origin
 

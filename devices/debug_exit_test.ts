@@ -1,13 +1,6 @@
 import assert from "node:assert/strict";
-import type { Platform, SuspendRequest } from "./device.ts";
+import { FakePlatform } from "./_fakes.ts";
 import { DebugExit, debugExitStatus } from "./debug_exit.ts";
-
-class FakePlatform implements Platform {
-  requests: SuspendRequest[] = [];
-  suspend(request: SuspendRequest): void {
-    this.requests.push(request);
-  }
-}
 
 Deno.test("the exit status is (v << 1) | 1 as an unsigned 32-bit number", () => {
   assert.equal(debugExitStatus(0), 1);

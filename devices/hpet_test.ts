@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { IrqLine, MsiSink, Timer } from "./device.ts";
+import { FakeClock, FakeIrq, FakeMsi, FakeTimer } from "./_fakes.ts";
 import {
   GEN_CONF_ENABLE,
   GEN_CONF_LEG_RT,
@@ -26,49 +26,6 @@ import {
   TN_TYPE_PERIODIC,
   TN_VAL_SET,
 } from "./hpet.ts";
-
-class FakeClock {
-  t = 0;
-  now(): number {
-    return this.t;
-  }
-}
-
-class FakeIrq implements IrqLine {
-  calls: string[] = [];
-  level = false;
-  assert(): void {
-    this.calls.push("assert");
-    this.level = true;
-  }
-  deassert(): void {
-    this.calls.push("deassert");
-    this.level = false;
-  }
-  pulse(): void {
-    this.calls.push("pulse");
-  }
-}
-
-class FakeTimer implements Timer {
-  armed: number | null = null;
-  log: string[] = [];
-  arm(deadline: number): void {
-    this.armed = deadline;
-    this.log.push(`arm ${deadline}`);
-  }
-  cancel(): void {
-    this.armed = null;
-    this.log.push("cancel");
-  }
-}
-
-class FakeMsi implements MsiSink {
-  sent: [number, number][] = [];
-  send(address: number, data: number): void {
-    this.sent.push([address, data]);
-  }
-}
 
 /** The clock when the tests start the counter (not the clock's origin). */
 const C0 = 3e9;
@@ -373,7 +330,7 @@ Deno.test("hpet: FSB delivery sends the route's address and value", () => {
   assert.equal(timers[4].armed, at(50));
   clock.t = at(50);
   fire(4);
-  assert.deepEqual(msi.sent, [[0xfee01000, 0x4041]]);
+  assert.deepEqual(msi.sent, [{ address: 0xfee01000, data: 0x4041 }]);
   assert.equal(r32(HPET_GINTR_STA), 0, "FSB messages are edges: no status");
   assert.equal(lines.size, 0, "no GSI involved");
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { IrqLine, Platform, SuspendRequest } from "./device.ts";
+import { FakeIrq, FakePlatform } from "./_fakes.ts";
 import {
   CB_AUX_DISABLE,
   CB_AUX_INT,
@@ -45,29 +45,6 @@ import {
   STS_TIMEOUT,
   STS_UNLOCKED,
 } from "./i8042.ts";
-
-class FakeIrq implements IrqLine {
-  calls: string[] = [];
-  level = false;
-  assert(): void {
-    this.calls.push("assert");
-    this.level = true;
-  }
-  deassert(): void {
-    this.calls.push("deassert");
-    this.level = false;
-  }
-  pulse(): void {
-    this.calls.push("pulse");
-  }
-}
-
-class FakePlatform implements Platform {
-  requests: SuspendRequest[] = [];
-  suspend(request: SuspendRequest): void {
-    this.requests.push(request);
-  }
-}
 
 function setup() {
   const platform = new FakePlatform();

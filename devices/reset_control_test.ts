@@ -1,13 +1,6 @@
 import assert from "node:assert/strict";
-import type { Platform, SuspendRequest } from "./device.ts";
+import { FakePlatform } from "./_fakes.ts";
 import { ResetControl, ResetControlState, RST_CNT } from "./reset_control.ts";
-
-class FakePlatform implements Platform {
-  requests: SuspendRequest[] = [];
-  suspend(request: SuspendRequest): void {
-    this.requests.push(request);
-  }
-}
 
 function setup() {
   const platform = new FakePlatform();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { IrqLine, Timer } from "./device.ts";
+import { FakeClock, FakeIrq, FakeTimer } from "./_fakes.ts";
 import {
   CMOS_BASE_MEMORY,
   CMOS_CHECKSUM,
@@ -42,42 +42,6 @@ import {
   type RtcMemory,
   RtcState,
 } from "./rtc.ts";
-
-class FakeClock {
-  t = 0;
-  now(): number {
-    return this.t;
-  }
-}
-
-class FakeIrq implements IrqLine {
-  calls: string[] = [];
-  level = false;
-  assert(): void {
-    this.calls.push("assert");
-    this.level = true;
-  }
-  deassert(): void {
-    this.calls.push("deassert");
-    this.level = false;
-  }
-  pulse(): void {
-    this.calls.push("pulse");
-  }
-}
-
-class FakeTimer implements Timer {
-  armed: number | null = null;
-  log: string[] = [];
-  arm(deadline: number): void {
-    this.armed = deadline;
-    this.log.push(`arm ${deadline}`);
-  }
-  cancel(): void {
-    this.armed = null;
-    this.log.push("cancel");
-  }
-}
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { IrqLine, Output } from "./device.ts";
+import { FakeIrq, FakeOutput } from "./_fakes.ts";
 import {
   FCR_ENABLE,
   FCR_RX_RESET,
@@ -51,31 +51,6 @@ import {
   UART_SCR,
   UART_THR,
 } from "./uart16550.ts";
-
-class FakeIrq implements IrqLine {
-  calls: string[] = [];
-  level = false;
-  assert(): void {
-    this.calls.push("assert");
-    this.level = true;
-  }
-  deassert(): void {
-    this.calls.push("deassert");
-    this.level = false;
-  }
-  pulse(): void {
-    this.calls.push("pulse");
-  }
-}
-
-class FakeOutput implements Output {
-  bytes: number[] = [];
-  writes = 0;
-  write(bytes: Uint8Array): void {
-    this.writes++;
-    this.bytes.push(...bytes);
-  }
-}
 
 function setup() {
   const irq = new FakeIrq();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { AccessSize } from "../device.ts";
 import { defineState } from "../state.ts";
-import { FakeIntx, FakeMsi } from "./_fakes.ts";
+import { FakeIntx, FakeMsi } from "../_fakes.ts";
 import {
   buildConfigTemplate,
   PCI_COMMAND,

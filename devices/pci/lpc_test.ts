@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { routeIntx } from "../../lib/pci_routing.ts";
-import { FakeIrq } from "./_fakes.ts";
+import { FakeIrq } from "../_fakes.ts";
 import { buildConfigTemplate, PCI_COMMAND } from "./config.ts";
 import { intxHeader, PciFunction, PciFunctionState } from "./function.ts";
 import {

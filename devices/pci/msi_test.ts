@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { defineState } from "../state.ts";
-import { FakeMsi } from "./_fakes.ts";
+import { FakeMsi } from "../_fakes.ts";
 import { buildConfigTemplate, PCI_CAP_ID_MSI, PCI_CAP_ID_MSIX, type PciBarSpec } from "./config.ts";
 import { PCI_FUNCTION_FIELDS, PciFunction, PciFunctionState } from "./function.ts";
 import {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeIrq, FakeMsi } from "./_fakes.ts";
+import { FakeIrq, FakeMsi } from "../_fakes.ts";
 import { PciHost } from "./host.ts";
 import { PciLpcBridge } from "./lpc.ts";
 import {
