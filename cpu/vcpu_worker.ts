@@ -18,10 +18,10 @@ import type { RamRange } from "../lib/layout.ts";
 import { attachAll, type VmShared } from "../lib/host.ts";
 import { VCPU_REQUEST, VcpuControl, VmControl } from "../lib/vm_control.ts";
 import type { DeviceSpec } from "../devices/registry.ts";
-import type { AccessSize } from "../devices/device.ts";
 import { EAGAIN, EINTR, libc } from "./libc.ts";
 import { getRegs, getSregs, mapRunPage, translate } from "./kvm.ts";
-import { IOCTL, KVM_EXIT, KVM_EXIT_IO_OUT, KVM_EXIT_NAMES, KVM_RUN_STRUCT } from "./kvm_abi.ts";
+import { IOCTL, KVM_EXIT_NAMES, KVM_INTERNAL_ERROR, KVM_RUN_STRUCT } from "./kvm_abi.ts";
+import { decodeExit, type IoExit, type MmioExit } from "./exits.ts";
 import { formatRegisters } from "./regs.ts";
 import type { GuestMemory } from "../lib/guest_memory.ts";
 
@@ -145,14 +145,11 @@ function start(init: VcpuWorkerInit): void {
     vmc.requestSuspend({ kind, message });
   };
 
-  /** Handles a KVM_EXIT_IO: `count` accesses of `size` bytes at the data offset. */
-  const handleIo = (): void => {
-    const size = run[O.ioSize] as AccessSize;
-    const port = view.getUint16(O.ioPort, true);
-    const count = view.getUint32(O.ioCount, true);
-    let at = Number(view.getBigUint64(O.ioDataOffset, true));
-    if (at + size * count > run.length) throw new Error(`KVM_EXIT_IO data outside the run page`);
-    if (run[O.ioDirection] === KVM_EXIT_IO_OUT) {
+  /** Port I/O: `count` accesses of `size` bytes through the data area of the run page. */
+  const handleIo = (e: IoExit): void => {
+    const { port, size, count } = e;
+    let at = e.dataOffset;
+    if (e.out) {
       for (let i = 0; i < count; i++, at += size) {
         const v = size === 1
           ? run[at]
@@ -171,23 +168,20 @@ function start(init: VcpuWorkerInit): void {
     }
   };
 
-  /** Handles a KVM_EXIT_MMIO of 1, 2, 4 or 8 bytes. */
-  const handleMmio = (): void => {
-    const addr = Number(view.getBigUint64(O.mmioPhysAddr, true));
-    const len = view.getUint32(O.mmioLen, true);
+  /** MMIO of 1, 2, 4 or 8 bytes through kvm_run.mmio.data. */
+  const handleMmio = (e: MmioExit): void => {
+    const { address, size } = e;
     const d = O.mmioData;
-    if (run[O.mmioIsWrite]) {
-      if (len === 8) mmio.write64(addr, view.getBigUint64(d, true));
-      else if (len === 4) mmio.write(addr, 4, view.getUint32(d, true));
-      else if (len === 2) mmio.write(addr, 2, view.getUint16(d, true));
-      else if (len === 1) mmio.write(addr, 1, run[d]);
-      else throw new Error(`MMIO write of ${len} bytes at ${hex(addr)}`);
+    if (e.write) {
+      if (size === 8) mmio.write64(address, view.getBigUint64(d, true));
+      else if (size === 4) mmio.write(address, 4, view.getUint32(d, true));
+      else if (size === 2) mmio.write(address, 2, view.getUint16(d, true));
+      else mmio.write(address, 1, run[d]);
     } else {
-      if (len === 8) view.setBigUint64(d, mmio.read64(addr), true);
-      else if (len === 4) view.setUint32(d, mmio.read(addr, 4) >>> 0, true);
-      else if (len === 2) view.setUint16(d, mmio.read(addr, 2), true);
-      else if (len === 1) run[d] = mmio.read(addr, 1);
-      else throw new Error(`MMIO read of ${len} bytes at ${hex(addr)}`);
+      if (size === 8) view.setBigUint64(d, mmio.read64(address), true);
+      else if (size === 4) view.setUint32(d, mmio.read(address, 4) >>> 0, true);
+      else if (size === 2) view.setUint16(d, mmio.read(address, 2), true);
+      else run[d] = mmio.read(address, 1);
     }
   };
 
@@ -211,25 +205,25 @@ function start(init: VcpuWorkerInit): void {
         suspend("error", `vcpu ${init.index}: KVM_RUN failed: ${c.strerror(e)}`);
         return;
       }
-      const reason = view.getUint32(O.exitReason, true);
-      switch (reason) {
-        case KVM_EXIT.IO:
+      const exit = decodeExit(run, view);
+      switch (exit.reason) {
+        case "io":
           stats[S_IO]++;
-          handleIo();
+          handleIo(exit);
           break;
-        case KVM_EXIT.MMIO:
+        case "mmio":
           stats[S_MMIO]++;
-          handleMmio();
+          handleMmio(exit);
           break;
-        case KVM_EXIT.INTR:
+        case "intr":
           stats[S_INTR]++;
           run[O.immediateExit] = 0;
           break;
-        case KVM_EXIT.HLT:
+        case "hlt":
           // Only without an in-kernel LAPIC; dhyve always has one. Nothing to do.
           stats[S_HLT]++;
           break;
-        case KVM_EXIT.SHUTDOWN:
+        case "shutdown":
           // A triple fault: the CPU could not deliver #DF (Intel SDM Vol. 3A, 6.15, interrupt 8).
           stats[S_SHUTDOWN]++;
           suspend(
@@ -239,49 +233,44 @@ function start(init: VcpuWorkerInit): void {
             }`,
           );
           return;
-        case KVM_EXIT.INTERNAL_ERROR: {
+        case "internal-error": {
           stats[S_INTERNAL]++;
-          const sub = view.getUint32(O.internalSuberror, true);
-          const n = Math.min(view.getUint32(O.internalNdata, true), 16);
-          const data = Array.from(
-            { length: n },
-            (_, i) => hex(view.getBigUint64(O.internalData + 8 * i, true)),
-          );
-          const what = sub === 1 ? "instruction emulation failed" : `suberror ${sub}`;
+          const what = exit.suberror === KVM_INTERNAL_ERROR.EMULATION
+            ? "instruction emulation failed"
+            : `suberror ${exit.suberror}`;
+          const data = exit.data.length ? ` [${exit.data.map((d) => hex(d)).join(", ")}]` : "";
           suspend(
             "error",
-            `vcpu ${init.index}: KVM internal error: ${what}${
-              data.length ? ` [${data.join(", ")}]` : ""
-            }\n${vcpuState(fd, memory, true)}`,
+            `vcpu ${init.index}: KVM internal error: ${what}${data}\n${
+              vcpuState(fd, memory, true)
+            }`,
           );
           return;
         }
-        case KVM_EXIT.FAIL_ENTRY:
+        case "fail-entry":
           stats[S_OTHER]++;
           suspend(
             "error",
-            `vcpu ${init.index}: VM entry failed, hardware reason ${
-              hex(view.getBigUint64(O.failEntryReason, true))
-            }\n${vcpuState(fd, memory, false)}`,
+            `vcpu ${init.index}: VM entry failed, hardware reason ${hex(exit.hardwareReason)}\n${
+              vcpuState(fd, memory, false)
+            }`,
           );
           return;
-        case KVM_EXIT.SYSTEM_EVENT: {
+        case "system-event":
           stats[S_OTHER]++;
-          const type = view.getUint32(O.systemEventType, true);
-          if (type === SYSTEM_EVENT_SHUTDOWN) {
+          if (exit.type === SYSTEM_EVENT_SHUTDOWN) {
             suspend("poweroff", `vcpu ${init.index}: system event shutdown`);
-          } else if (type === SYSTEM_EVENT_RESET) {
+          } else if (exit.type === SYSTEM_EVENT_RESET) {
             suspend("reset", `vcpu ${init.index}: system event reset`);
-          } else if (type === SYSTEM_EVENT_CRASH) {
+          } else if (exit.type === SYSTEM_EVENT_CRASH) {
             suspend("error", `vcpu ${init.index}: guest crash event`);
-          } else suspend("error", `vcpu ${init.index}: unknown system event ${type}`);
+          } else suspend("error", `vcpu ${init.index}: unknown system event ${exit.type}`);
           return;
-        }
-        default:
+        case "other":
           stats[S_OTHER]++;
           suspend(
             "error",
-            `vcpu ${init.index}: unexpected exit ${KVM_EXIT_NAMES[reason] ?? reason}\n${
+            `vcpu ${init.index}: unexpected exit ${KVM_EXIT_NAMES[exit.code] ?? exit.code}\n${
               vcpuState(fd, memory, false)
             }`,
           );
