@@ -1,0 +1,64 @@
+// Integration tests: SIGTERM and SIGINT do what they do in bhyve: press the
+// ACPI power button when the guest listens for it, otherwise (or on a second
+// signal) power the VM off.
+import assert from "node:assert/strict";
+import { flatGuestToml, guestBytes, Scratch } from "./helpers.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** Boots `guest`, waits for "ready" on its console, sends `signals` and returns the exit. */
+async function signalled(
+  guest: `rm/${string}`,
+  signals: Deno.Signal[],
+): Promise<{ code: number; stderr: string }> {
+  const s = await Scratch.create();
+  try {
+    const image = await s.write("guest.bin", await guestBytes(guest));
+    const toml = await s.write("vm.toml", flatGuestToml(image));
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "up", toml],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    const stderr = new Response(child.stderr).text();
+    const reader = child.stdout.getReader();
+    let out = "";
+    while (!out.includes("ready\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    for (const sig of signals) {
+      child.kill(sig);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await reader.cancel();
+    const status = await child.status;
+    clearTimeout(killer);
+    return { code: status.code, stderr: await stderr };
+  } finally {
+    await s.close();
+  }
+}
+
+Deno.test("SIGTERM presses the ACPI power button of a guest that listens for it", async () => {
+  const r = await signalled("rm/pwrbtn", ["SIGTERM"]);
+  assert.equal(r.code, 0x85, r.stderr);
+  assert.match(r.stderr, /SIGTERM: pressed the ACPI power button/);
+});
+
+Deno.test("SIGTERM powers off a guest that does not listen to the power button", async () => {
+  const r = await signalled("rm/ready_halt", ["SIGTERM"]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /SIGTERM: forced poweroff/);
+});
+
+Deno.test("a second signal forces the poweroff when the guest does not act on the button", async () => {
+  const r = await signalled("rm/pwrbtn_deaf", ["SIGINT", "SIGINT"]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /SIGINT: pressed the ACPI power button/);
+  assert.match(r.stderr, /SIGINT: forced poweroff/);
+});
