@@ -76,8 +76,12 @@ const SYS_gettid = 186n;
 const SYS_tgkill = 234n;
 const CLOCK_MONOTONIC = 1;
 
-/** Signal numbers used by dhyve (x86-64 Linux). */
-export const SIGUSR1 = 10;
+/**
+ * The signal that kicks a vCPU thread out of KVM_RUN (x86-64 Linux numbering).
+ * Not SIGUSR1: since 2.9.2 Deno starts its inspector on 127.0.0.1:9229 when
+ * the process receives SIGUSR1 (as Node does), which a hypervisor must not do.
+ */
+export const SIGUSR2 = 12;
 
 /** Symbolic names of the errno values dhyve is likely to meet (asm-generic/errno-base.h). */
 const ERRNO_NAMES: Record<number, string> = {

@@ -6,7 +6,7 @@
  * devices/state.ts), publishes its kernel thread id and then obeys its
  * control word: `run` enters the loop, `pause` parks it, `exit` ends it. The
  * main thread interrupts a blocking KVM_RUN by setting `immediate_exit` in
- * the vCPU's kvm_run page and sending SIGUSR1 to this thread (api.rst 5.2,
+ * the vCPU's kvm_run page and sending SIGUSR2 to this thread (api.rst 5.2,
  * "immediate_exit"). Port and MMIO exits are handled right here, on the
  * vCPU's thread, so an exit costs no cross-thread round trip.
  *

@@ -10,7 +10,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { KVM_RUN_STRUCT } from "../cpu/kvm_abi.ts";
-import { libc, SIGUSR1 } from "../cpu/libc.ts";
+import { libc, SIGUSR2 } from "../cpu/libc.ts";
 import type { VcpuWorkerMessage } from "../cpu/vcpu_worker.ts";
 import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
 import type { VmConfig } from "./config.ts";
@@ -125,7 +125,7 @@ export class Vm {
   async start(): Promise<void> {
     if (this.#started) throw new Error("VM already started");
     this.#started = true;
-    if (signalUsers++ === 0) Deno.addSignalListener("SIGUSR1", noop);
+    if (signalUsers++ === 0) Deno.addSignalListener("SIGUSR2", noop);
     await this.#startVcpus();
   }
 
@@ -144,12 +144,12 @@ export class Vm {
     for (const v of this.machine.vcpus) v.control.setRequest(VCPU_REQUEST.run);
   }
 
-  /** Interrupts vCPU `i`'s KVM_RUN (immediate_exit + SIGUSR1 to its thread). */
+  /** Interrupts vCPU `i`'s KVM_RUN (immediate_exit + SIGUSR2 to its thread). */
   kick(i: number): void {
     const v = this.machine.vcpus[i];
     v.run.bytes[KVM_RUN_STRUCT.o.immediateExit] = 1;
     const tid = v.control.tid;
-    if (tid !== 0) libc().tgkill(tid, SIGUSR1);
+    if (tid !== 0) libc().tgkill(tid, SIGUSR2);
   }
 
   /** Requests a VM-wide suspend (e.g. a forced poweroff). Returns false if one is already under way. */
@@ -259,7 +259,7 @@ export class Vm {
     if (this.#closed) return;
     this.#closed = true;
     this.machine.close();
-    if (this.#started && --signalUsers === 0) Deno.removeSignalListener("SIGUSR1", noop);
+    if (this.#started && --signalUsers === 0) Deno.removeSignalListener("SIGUSR2", noop);
   }
 }
 
