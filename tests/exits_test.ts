@@ -92,3 +92,23 @@ Deno.test("on_reset = restart reboots in place; the RTC keeps its time and NVRAM
   const once = await runFlatGuest("rm/rtc_reset");
   assert.equal(once.code, 0, once.stderr);
 });
+
+Deno.test("COM1 to a file: the guest's output lands there and stdout stays empty", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const log = `${dir}/serial.log`;
+    const r = await runFlatGuest("rm/hello", { extra: `[console]\ncom1 = { file = "${log}" }\n` });
+    assert.equal(r.code, 33, r.stderr);
+    assert.equal(r.stdout, "");
+    assert.equal(await Deno.readTextFile(log), "hello from real mode\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("COM1 = none: the UART does not exist, the guest's polling reads a floating bus", async () => {
+  // hello.S polls LSR (0x3FD) for THRE: an absent UART reads 0xFF, so it goes on and exits.
+  const r = await runFlatGuest("rm/hello", { extra: `[console]\ncom1 = "none"\n` });
+  assert.equal(r.code, 33, r.stderr);
+  assert.equal(r.stdout, "");
+});
