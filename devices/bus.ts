@@ -66,7 +66,7 @@ export function allOnes(size: AccessSize): number {
   return size >= 4 ? 0xffffffff : (1 << (size * 8)) - 1;
 }
 
-const MASK: Record<number, number> = { 1: 0xff, 2: 0xffff, 4: 0xffffffff, 8: 0xffffffff };
+const MASK: Record<number, number> = { 1: 0xff, 2: 0xffff, 4: 0xffffffff };
 
 abstract class Bus {
   protected readonly ranges: BusRange[] = [];

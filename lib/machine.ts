@@ -27,6 +27,7 @@ import {
   getSregs,
   getSupportedCpuid,
   getVcpuMmapSize,
+  KVM_PIT_SPEAKER_DUMMY,
   mapRunPage,
   openKvm,
   type RunPage,
@@ -374,7 +375,9 @@ export class Machine {
       // Interrupt controllers and timers in the kernel: LAPICs, IOAPIC, 8259 pair, 8254,
       // with dhyve's GSI routing (lib/irq.ts) and the SCI level-triggered in the ELCR.
       createIrqchip(vmFd);
-      createPit2(vmFd);
+      // KVM_PIT_SPEAKER_DUMMY makes KVM serve port 0x61 (PIT channel 2 gate and output,
+      // used by guests to calibrate timers); without it the port would be unclaimed.
+      createPit2(vmFd, KVM_PIT_SPEAKER_DUMMY);
       setGsiRouting(vmFd, gsiRoutes());
       // Level-triggered in the ELCR: the SCI and the ISA IRQs the PIRQs are routed to.
       setPicLevelIrqs(vmFd, [IRQ.sci, ...this.platform.routing.levelIrqs]);

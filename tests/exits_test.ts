@@ -112,3 +112,8 @@ Deno.test("COM1 = none: the UART does not exist, the guest's polling reads a flo
   assert.equal(r.code, 33, r.stderr);
   assert.equal(r.stdout, "");
 });
+
+Deno.test("port 0x61 (PIT channel 2 gate) is KVM's: it works even with strict_io", async () => {
+  const r = await runFlatGuest("rm/port61", { extra: "[vm]\nstrict_io = true\n" });
+  assert.equal(r.code, 0x23, r.stderr);
+});
