@@ -72,15 +72,18 @@ async function up(
   // bhyve's SIGTERM: ask the guest to power off through ACPI; a second
   // signal (or a guest that does not listen) forces the poweroff.
   let signalled = 0;
+  const forcePoweroff = (why: string) =>
+    vm.requestSuspend({ kind: "poweroff", message: `${why}: forced poweroff` });
   const onSignal = (name: string) => () => {
     signalled++;
-    if (signalled === 1 && vm.pressPowerButton()) {
-      log.info("{name}: pressed the ACPI power button; send it again to force a poweroff", {
-        name,
-      });
-      return;
-    }
-    vm.requestSuspend({ kind: "poweroff", message: `${name}: forced poweroff` });
+    if (signalled > 1) return forcePoweroff(name);
+    vm.pressPowerButton().then((pressed) => {
+      if (pressed) {
+        log.info("{name}: pressed the ACPI power button; send it again to force a poweroff", {
+          name,
+        });
+      } else forcePoweroff(name);
+    }, () => forcePoweroff(name));
   };
   const signals: [Deno.Signal, () => void][] = [["SIGTERM", onSignal("SIGTERM")], [
     "SIGINT",
@@ -91,14 +94,14 @@ async function up(
   const stdioPort = (["com1", "com2"] as const).find((p) => config.console[p].kind === "stdio");
   const stdin = stdioPort
     ? new StdinConsole(
-      () => vm.machine.devices.byName.get(stdioPort)?.console,
+      () => vm.machine.currentDevices?.byName.get(stdioPort)?.console,
       vm.machine.control.lock,
       {
         quit: () => vm.requestSuspend({ kind: "poweroff", message: "console: quit (Ctrl-A x)" }),
         powerButton: () => {
-          if (!vm.pressPowerButton()) {
-            log.warn("the guest does not listen to the ACPI power button");
-          }
+          vm.pressPowerButton().then((pressed) => {
+            if (!pressed) log.warn("the guest does not listen to the ACPI power button");
+          }, () => {});
         },
       },
     )

@@ -19,7 +19,7 @@ import { attachAll, type VmShared } from "../lib/host.ts";
 import { VCPU_REQUEST, VcpuControl, VmControl } from "../lib/vm_control.ts";
 import type { DeviceSpec } from "../devices/registry.ts";
 import { EAGAIN, EINTR, libc } from "./libc.ts";
-import { getRegs, getSregs, mapRunPage, translate } from "./kvm.ts";
+import { getRegs, getSregs, mapRunPage, translate, unmapRunPage } from "./kvm.ts";
 import { IOCTL, KVM_EXIT_NAMES, KVM_INTERNAL_ERROR, KVM_RUN_STRUCT } from "./kvm_abi.ts";
 import { decodeExit, type IoExit, type MmioExit } from "./exits.ts";
 import { formatRegisters } from "./regs.ts";
@@ -197,8 +197,10 @@ function start(init: VcpuWorkerInit): void {
       if (r < 0) {
         const e = c.errno();
         if (e === EINTR || e === EAGAIN) {
-          // A kick: immediate_exit was set or a signal arrived. Clear it and look at the control words.
-          run[O.immediateExit] = 0;
+          // A kick: immediate_exit was set or a signal arrived. Clear it with a
+          // sequentially consistent store (a full fence on x86), so it cannot be
+          // reordered after the read of the request word at the top of the loop.
+          Atomics.store(run, O.immediateExit, 0);
           stats[S_INTR]++;
           continue;
         }
@@ -217,7 +219,7 @@ function start(init: VcpuWorkerInit): void {
           break;
         case "intr":
           stats[S_INTR]++;
-          run[O.immediateExit] = 0;
+          Atomics.store(run, O.immediateExit, 0);
           break;
         case "hlt":
           // Only without an in-kernel LAPIC; dhyve always has one. Nothing to do.
@@ -304,6 +306,9 @@ function start(init: VcpuWorkerInit): void {
     control.markSuspend(c.monotonicNs());
     control.setState(vmc.suspending ? "suspended" : "paused");
   }
+  // The kvm_run mapping holds the vCPU file (and with it the whole VM) open:
+  // drop it before saying we are done, so closing the fds frees the VM.
+  unmapRunPage(page);
   control.setState("finished");
   post({ type: "finished", index: init.index });
   self.close();

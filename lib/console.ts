@@ -15,7 +15,10 @@
  * @module
  */
 import type { ConsoleInput } from "../devices/registry.ts";
-import type { DeviceLock } from "../devices/bus.ts";
+import { getLogger } from "@logtape/logtape";
+import type { SharedMutex } from "./lock.ts";
+
+const log = getLogger(["dhyve", "console"]);
 
 /** Ctrl-A. */
 export const ESCAPE = 0x01;
@@ -66,7 +69,7 @@ export class EscapeParser {
 /** Feeds stdin to a console device until stopped. */
 export class StdinConsole {
   readonly #device: () => ConsoleInput | undefined;
-  readonly #lock: DeviceLock;
+  readonly #lock: SharedMutex;
   readonly #actions: ConsoleActions;
   readonly #tty: boolean;
   readonly #parser = new EscapeParser();
@@ -79,7 +82,7 @@ export class StdinConsole {
    * Binds stdin to the device `device()` returns (looked up on each use: a VM
    * reset replaces the main thread's device instances); accesses take `lock`.
    */
-  constructor(device: () => ConsoleInput | undefined, lock: DeviceLock, actions: ConsoleActions) {
+  constructor(device: () => ConsoleInput | undefined, lock: SharedMutex, actions: ConsoleActions) {
     this.#device = device;
     this.#lock = lock;
     this.#actions = actions;
@@ -115,25 +118,33 @@ export class StdinConsole {
     }
   }
 
-  /** Moves queued input into the device's FIFO; retries while it is full. */
+  /**
+   * Moves queued input into the device's FIFO. Retries shortly while the FIFO
+   * is full, the device lock is busy or the VM is between two instances: the
+   * main thread never waits for the lock, and input is never dropped.
+   */
   #flush(): void {
     if (this.#stopped) return;
-    while (this.#queue.length > 0) {
-      const head = this.#queue[0];
-      const device = this.#device();
-      if (!device) break;
-      this.#lock.acquire();
-      let n: number;
-      try {
-        n = device.receive(head);
-      } finally {
-        this.#lock.release();
+    try {
+      while (this.#queue.length > 0) {
+        const device = this.#device();
+        if (!device || !this.#lock.tryAcquire()) break;
+        const head = this.#queue[0];
+        let n: number;
+        try {
+          n = device.receive(head);
+        } finally {
+          this.#lock.release();
+        }
+        if (n === head.length) this.#queue.shift();
+        else {
+          this.#queue[0] = head.subarray(n);
+          break;
+        }
       }
-      if (n === head.length) this.#queue.shift();
-      else {
-        this.#queue[0] = head.subarray(n);
-        break;
-      }
+    } catch (e) {
+      this.#queue = [];
+      log.error("console input dropped: {message}", { message: (e as Error).message });
     }
     if (this.#queue.length > 0 && this.#retry === undefined) {
       // The guest drains the FIFO from its own thread; look again shortly.

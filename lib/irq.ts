@@ -25,7 +25,11 @@
  * @module
  */
 import type { IrqLine } from "../devices/device.ts";
-import { KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE } from "../cpu/kvm_abi.ts";
+import {
+  KVM_IRQCHIP_IOAPIC,
+  KVM_IRQCHIP_PIC_MASTER,
+  KVM_IRQCHIP_PIC_SLAVE,
+} from "../cpu/kvm_abi.ts";
 import type { GsiRoute } from "../cpu/kvm.ts";
 
 /** Number of IOAPIC pins in KVM's in-kernel IOAPIC. */
@@ -57,7 +61,9 @@ function driverGsi(pin: number): number {
 
 /** The controller pins a device-facing GSI stands for. */
 export function pinsOf(gsi: number): number[] {
-  if (!(Number.isInteger(gsi) && gsi >= 0 && gsi < GSI_COUNT)) throw new Error(`GSI ${gsi} out of range`);
+  if (!(Number.isInteger(gsi) && gsi >= 0 && gsi < GSI_COUNT)) {
+    throw new Error(`GSI ${gsi} out of range`);
+  }
   if (gsi >= PIC_ONLY_GSI_BASE) return [picPin(gsi - PIC_ONLY_GSI_BASE)];
   if (gsi >= 16) return [ioapicPin(gsi)];
   // ISA IRQ 0 is IOAPIC pin 2 (MADT interrupt source override); IRQ 2 is the cascade.
@@ -86,7 +92,12 @@ export function gsiRoutes(): GsiRoute[] {
     if (irq !== 2) routes.push(picRoute(PIC_ONLY_GSI_BASE + irq, irq));
   }
   for (let pin = 0; pin < 16; pin++) {
-    routes.push({ gsi: IOAPIC_ONLY_GSI_BASE + pin, kind: "irqchip", irqchip: KVM_IRQCHIP_IOAPIC, pin });
+    routes.push({
+      gsi: IOAPIC_ONLY_GSI_BASE + pin,
+      kind: "irqchip",
+      irqchip: KVM_IRQCHIP_IOAPIC,
+      pin,
+    });
   }
   return routes;
 }

@@ -39,6 +39,26 @@ export class SharedMutex implements DeviceLock {
     }
   }
 
+  /** Takes the lock if it is free; never waits. */
+  tryAcquire(): boolean {
+    return Atomics.compareExchange(this.#word, this.#index, 0, 1) === 0;
+  }
+
+  /**
+   * Runs `fn` with the lock held, without ever blocking the calling thread:
+   * while another thread holds the lock it retries every millisecond. For the
+   * main thread, which must never sleep in Atomics.wait (its event loop
+   * handles signals and the console).
+   */
+  async withAsync<T>(fn: () => T, retryMs = 1): Promise<T> {
+    while (!this.tryAcquire()) await new Promise((r) => setTimeout(r, retryMs));
+    try {
+      return fn();
+    } finally {
+      this.release();
+    }
+  }
+
   /** Releases the lock, waking one sleeper if there is one. */
   release(): void {
     if (Atomics.sub(this.#word, this.#index, 1) !== 1) {

@@ -61,9 +61,9 @@ import { computeLayout, type MemoryLayout, MMIO } from "./layout.ts";
 import { type HostMemory, mapGuestRam } from "./memory.ts";
 import { IRQ, PORT } from "./platform.ts";
 import type { TimerWorkerInit } from "./timer_worker.ts";
-import { TimerTable } from "./timers.ts";
+import { TIMER_STOP, TIMER_STOPPED, TimerTable } from "./timers.ts";
 import { type PrespawnedWorkers, prespawnWorkers } from "./workers.ts";
-import { VcpuControl, VmControl } from "./vm_control.ts";
+import { VCPU_REQUEST, VcpuControl, VmControl } from "./vm_control.ts";
 
 const log = getLogger(["dhyve", "machine"]);
 
@@ -165,8 +165,13 @@ interface Instance {
   readonly vcpus: readonly VcpuHandle[];
   readonly host: ThreadHost;
   readonly devices: ThreadDevices;
-  readonly timerWorker: Worker;
   readonly payload: LoadedPayload;
+  /**
+   * Ends the vCPU Workers (which must be out of their run loops) and the
+   * timer thread, and waits for them; true when every one of them stopped.
+   */
+  stop(timeoutMs: number): Promise<boolean>;
+  /** Terminates the Workers, then unmaps the run pages and closes the vCPU fds and the VM fd. */
   close(): void;
 }
 
@@ -211,6 +216,8 @@ export class Machine {
   readonly #outputFds: readonly number[];
   readonly #clockBaseNs: number;
   readonly #resources: Cleanups;
+  /** Cleared when a thread did not stop: guest RAM then stays mapped (a thread may still use it). */
+  readonly #safety: { unmapRam: boolean };
   #instance: Instance | undefined;
 
   private constructor(
@@ -224,6 +231,7 @@ export class Machine {
     runSize: number,
     outputFds: readonly number[],
     resources: Cleanups,
+    safety: { unmapRam: boolean },
   ) {
     this.config = config;
     this.layout = layout;
@@ -237,6 +245,7 @@ export class Machine {
     this.#runSize = runSize;
     this.#outputFds = outputFds;
     this.#resources = resources;
+    this.#safety = safety;
     this.control = new VmControl();
     this.#timers = new TimerTable(specs.timerSlots);
     this.#lines = new IrqLineTable();
@@ -261,17 +270,21 @@ export class Machine {
     const resources = new Cleanups();
     const present = cpuPlaces({ ...config.cpu }).filter((p) => p.present);
     const spawned = workers ?? prespawnWorkers(present.length);
-    if (spawned.vcpus.length !== present.length) {
-      throw new Error("one vCPU Worker per vCPU is needed");
-    }
     resources.add(() => [...spawned.vcpus, spawned.timer].forEach((w) => w.terminate()));
+    const safety = { unmapRam: true };
     try {
+      if (spawned.vcpus.length !== present.length) {
+        throw new Error("one vCPU Worker per vCPU is needed");
+      }
       const layout = computeLayout(config.memory.size, config.memory.lowmemLimit);
       const kvmFd = openKvm(options.kvmPath);
       resources.add(() => closeFd(kvmFd));
       checkCapabilities(kvmFd, present);
       const memory = mapGuestRam(layout.ram);
-      resources.add(() => memory.unmap());
+      resources.add(() => {
+        if (safety.unmapRam) memory.unmap();
+        else log.warn("guest RAM left mapped: a thread that did not stop may still use it");
+      });
       const outputFds = [openOutput(config.console.com1), openOutput(config.console.com2)];
       resources.add(() => outputFds.forEach((fd) => fd > 2 && libc().fn.close(fd)));
       const machine = new Machine(
@@ -285,6 +298,7 @@ export class Machine {
         getVcpuMmapSize(kvmFd),
         outputFds,
         resources,
+        safety,
       );
       machine.#instance = await machine.#createInstance(true, spawned);
       return machine;
@@ -316,6 +330,11 @@ export class Machine {
     return this.#current().devices;
   }
 
+  /** The main thread's devices, or undefined while a reset rebuilds the instance (or after close). */
+  get currentDevices(): ThreadDevices | undefined {
+    return this.#instance?.devices;
+  }
+
   /** The main thread's host (current instance). */
   get host(): ThreadHost {
     return this.#current().host;
@@ -327,11 +346,26 @@ export class Machine {
   }
 
   /**
-   * A VM reset: drops the KVM instance (its vCPUs must have stopped), clears
+   * Stops the current instance's threads: the vCPU Workers (out of their run
+   * loops already) and the timer thread. False when one of them did not stop
+   * in time: the machine must then not be reset, and its guest RAM stays
+   * mapped when it is closed, because a thread may still use it.
+   */
+  async stop(timeoutMs = 5000): Promise<boolean> {
+    const ok = (await this.#instance?.stop(timeoutMs)) ?? true;
+    if (!ok) this.#safety.unmapRam = false;
+    return ok;
+  }
+
+  /**
+   * A VM reset, after {@linkcode Machine.stop}: drops the KVM instance, clears
    * RAM, resets every device (the RTC keeps its time and NVRAM) and builds a
    * new instance with fresh vCPU Workers, firmware tables and boot payload.
    */
   async reset(): Promise<void> {
+    if (!this.#safety.unmapRam) {
+      throw new Error("cannot reset: a vCPU or timer thread did not stop");
+    }
     this.#instance?.close();
     this.#instance = undefined;
     this.memory.discard();
@@ -349,22 +383,27 @@ export class Machine {
   }
 
   async #createInstance(powerOn: boolean, workers?: PrespawnedWorkers): Promise<Instance> {
-    const cleanups = new Cleanups();
     const spawned = workers ?? prespawnWorkers(this.#places.length);
     const vcpuWorkers = spawned.vcpus;
-    cleanups.add(() => vcpuWorkers.forEach((w) => w.terminate()));
     const timerWorker = spawned.timer;
-    const timerStop = new SharedArrayBuffer(4);
-    cleanups.add(() => {
-      Atomics.store(new Int32Array(timerStop), 0, 1);
+    const control = this.control;
+    timerWorker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      control.requestSuspend({ kind: "error", message: `timer thread: ${e.message}` });
+    };
+    const timerStop = new Int32Array(new SharedArrayBuffer(8));
+    const terminateWorkers = () => {
+      Atomics.store(timerStop, TIMER_STOP, 1);
       this.#timers.wake();
-      timerWorker.terminate();
-    });
+      for (const w of [...vcpuWorkers, timerWorker]) w.terminate();
+    };
+    // KVM resources, released in reverse order: run pages, vCPU fds, then the VM fd.
+    const kvm = new Cleanups();
     try {
       const config = this.config;
       // The VM and its memory slots.
       const vmFd = createVm(this.kvmFd);
-      cleanups.add(() => closeFd(vmFd));
+      kvm.add(() => closeFd(vmFd));
       // Intel VMX needs a TSS (3 pages) and an identity-map page for real mode (api.rst 4.36, 4.37).
       setTssAddr(vmFd, MMIO.kvmTss);
       setIdentityMapAddr(vmFd, MMIO.kvmIdentityMap);
@@ -385,7 +424,7 @@ export class Machine {
       // vCPUs: the vCPU id is the APIC ID; CPUID describes the topology.
       const vcpuFds = this.#places.map((place) => {
         const fd = createVcpu(vmFd, place.apicId);
-        cleanups.add(() => closeFd(fd));
+        kvm.add(() => closeFd(fd));
         const cpuid = buildCpuid(this.#supported, config.cpu, place.apicId, {
           x2apic: config.cpu.x2apic,
         });
@@ -407,7 +446,7 @@ export class Machine {
       // Devices: attached here, in the timer thread and in every vCPU thread.
       const shared: VmShared = {
         vmFd,
-        control: this.control.buffer,
+        control: control.buffer,
         irqLines: this.#lines.buffer,
         timers: this.#timers.buffer,
         clockBaseNs: this.#clockBaseNs,
@@ -418,11 +457,11 @@ export class Machine {
         strict: config.vm.strictIo,
         record() {},
       });
-      this.control.lock.with(() => {
+      control.lock.with(() => {
         for (const d of devices.devices) (powerOn && d.powerOn ? d.powerOn : d.reset)();
       });
       timerWorker.postMessage(
-        { shared, specs: this.specs, stop: timerStop } satisfies TimerWorkerInit,
+        { shared, specs: this.specs, stop: timerStop.buffer } satisfies TimerWorkerInit,
       );
 
       // Firmware tables (ACPI, MP) in the firmware area, then the boot payload and the BSP's entry state.
@@ -435,25 +474,66 @@ export class Machine {
 
       // Hand each Worker its vCPU.
       const vcpus: VcpuHandle[] = vcpuFds.map(({ place, fd, cpuid }, i) => {
-        const control = new VcpuControl();
+        const vc = new VcpuControl();
         const init: VcpuWorkerInit = {
           index: place.index,
           apicId: place.apicId,
           vcpuFd: fd,
           runSize: this.#runSize,
-          control: control.buffer,
+          control: vc.buffer,
           shared,
           memory: { base: this.memory.base, span: this.memory.span, ranges: this.layout.ram },
           devices: this.specs,
         };
         vcpuWorkers[i].postMessage(init);
         const run = mapRunPage(fd, this.#runSize);
-        cleanups.add(() => unmapRunPage(run));
-        return { place, fd, worker: vcpuWorkers[i], control, run, cpuid };
+        kvm.add(() => unmapRunPage(run));
+        return { place, fd, worker: vcpuWorkers[i], control: vc, run, cpuid };
       });
-      return { vmFd, vcpus, host, devices, timerWorker, payload, close: () => cleanups.run() };
+
+      const stop = async (timeoutMs: number): Promise<boolean> => {
+        const deadline = Date.now() + timeoutMs;
+        const left = () => Math.max(0, deadline - Date.now());
+        let ok = true;
+        // Each vCPU Worker drops its kvm_run mapping and reports "finished".
+        for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.exit);
+        for (const v of vcpus) {
+          while (v.control.state !== "finished" && left() > 0) {
+            await v.control.waitStateChange(v.control.state, Math.min(left(), 100));
+          }
+          if (v.control.state !== "finished") {
+            ok = false;
+            log.error("vcpu {i} did not stop", { i: v.place.index });
+          }
+        }
+        // The timer thread finishes the callback it may be in, then stops.
+        Atomics.store(timerStop, TIMER_STOP, 1);
+        this.#timers.wake();
+        while (Atomics.load(timerStop, TIMER_STOPPED) === 0 && left() > 0) {
+          const r = Atomics.waitAsync(timerStop, TIMER_STOPPED, 0, Math.min(left(), 100));
+          if (r.async) await r.value;
+        }
+        if (Atomics.load(timerStop, TIMER_STOPPED) === 0) {
+          ok = false;
+          log.error("the timer thread did not stop");
+        }
+        return ok;
+      };
+      return {
+        vmFd,
+        vcpus,
+        host,
+        devices,
+        payload,
+        stop,
+        close: () => {
+          terminateWorkers();
+          kvm.run();
+        },
+      };
     } catch (e) {
-      cleanups.run();
+      terminateWorkers();
+      kvm.run();
       throw e;
     }
   }

@@ -11,12 +11,17 @@
 /// <reference lib="deno.worker" />
 import { attachAll, type VmShared } from "./host.ts";
 import type { DeviceSpec } from "../devices/registry.ts";
+import { VmControl } from "./vm_control.ts";
+import { TIMER_STOP, TIMER_STOPPED } from "./timers.ts";
 
 /** The one message the timer thread receives. */
 export interface TimerWorkerInit {
   readonly shared: VmShared;
   readonly specs: readonly DeviceSpec[];
-  /** This thread's stop word (Int32 0 -> 1 stops it; the table's wake() wakes it to look). */
+  /**
+   * This thread's stop block: Int32 [0] = 1 asks it to stop (the table's
+   * wake() makes it look); it sets [1] = 1 when it has stopped.
+   */
   readonly stop: SharedArrayBuffer;
 }
 
@@ -26,7 +31,7 @@ function run(init: TimerWorkerInit): void {
   const lock = control.lock;
   const stop = new Int32Array(init.stop);
   self.postMessage({ type: "ready" });
-  while (Atomics.load(stop, 0) === 0) {
+  while (Atomics.load(stop, TIMER_STOP) === 0) {
     const seen = timers.generation();
     const now = host.now();
     for (let slot = 0; slot < timers.size; slot++) {
@@ -53,16 +58,22 @@ function run(init: TimerWorkerInit): void {
       if (wait > 0) timers.sleep(seen, wait);
     }
   }
-  self.postMessage({ type: "finished" });
-  self.close();
 }
 
 self.onmessage = (e: MessageEvent<TimerWorkerInit>) => {
   self.onmessage = null;
+  const stop = new Int32Array(e.data.stop);
   try {
     run(e.data);
   } catch (err) {
-    self.postMessage({ type: "error", message: (err as Error).message });
-    self.close();
+    // Without this thread no device timer fires: the VM cannot go on.
+    new VmControl(e.data.shared.control).requestSuspend({
+      kind: "error",
+      message: `timer thread failed: ${(err as Error).message}`,
+    });
+  } finally {
+    Atomics.store(stop, TIMER_STOPPED, 1);
+    Atomics.notify(stop, TIMER_STOPPED);
   }
+  self.close();
 };

@@ -10,6 +10,11 @@
  */
 import type { Timer } from "../devices/device.ts";
 
+/** In a timer thread's stop block (Int32Array): set to 1 to ask the thread to stop. */
+export const TIMER_STOP = 0;
+/** In a timer thread's stop block: the thread sets it to 1 once it has stopped. */
+export const TIMER_STOPPED = 1;
+
 /** The "disarmed" deadline. */
 export const DISARMED = -1n;
 

@@ -14,7 +14,7 @@ import { libc, SIGUSR2 } from "../cpu/libc.ts";
 import type { VcpuWorkerMessage } from "../cpu/vcpu_worker.ts";
 import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
 import type { VmConfig } from "./config.ts";
-import { type BuildOptions, Machine } from "./machine.ts";
+import { type BuildOptions, Machine, type VcpuHandle } from "./machine.ts";
 import type { PrespawnedWorkers } from "./workers.ts";
 import { VCPU_REQUEST, type VcpuStatName } from "./vm_control.ts";
 
@@ -54,7 +54,7 @@ export interface VcpuStats {
 export interface VmOptions extends BuildOptions {
   /** Workers spawned ahead (lib/workers.ts), to overlap their start-up with building the machine. */
   readonly workers?: PrespawnedWorkers;
-  /** How long to wait for vCPUs to stop after a suspend before giving up on them (ms). */
+  /** How long to wait for the vCPUs and the timer thread to stop after a suspend (ms). */
   readonly stopTimeoutMs?: number;
 }
 
@@ -66,6 +66,8 @@ export function exitStatusOf(req: SuspendRequest): number {
 
 let signalUsers = 0;
 const noop = () => {};
+/** States in which a vCPU is out of its run loop. */
+const OUT_OF_LOOP = new Set(["suspended", "paused", "finished", "created"]);
 
 /** A VM built from a config; call {@linkcode Vm.start} then {@linkcode Vm.wait}. */
 export class Vm {
@@ -75,9 +77,10 @@ export class Vm {
   #started = false;
   #finished: Promise<VmExit> | undefined;
   #closed = false;
-
   #resets = 0;
   #finalStats: VcpuStats[] | undefined;
+  /** A host request (poweroff, ...) that came while a guest reset was being handled. */
+  #hostRequest: SuspendRequest | undefined;
 
   private constructor(machine: Machine, options: VmOptions) {
     this.machine = machine;
@@ -130,10 +133,11 @@ export class Vm {
   }
 
   async #startVcpus(): Promise<void> {
-    // Every Worker publishes its thread id once it has attached its devices.
+    // Every Worker publishes its thread id once it has attached its devices; a
+    // Worker that failed to start says "finished" instead.
     for (const v of this.machine.vcpus) {
-      const tid = await v.control.waitTid(10_000);
-      if (tid === 0) {
+      await Promise.race([v.control.waitTid(10_000), v.control.waitStateChange("created", 10_000)]);
+      if (v.control.tid === 0) {
         this.machine.control.requestSuspend({
           kind: "error",
           message: `vcpu ${v.place.index}: worker did not start`,
@@ -144,27 +148,31 @@ export class Vm {
     for (const v of this.machine.vcpus) v.control.setRequest(VCPU_REQUEST.run);
   }
 
-  /** Interrupts vCPU `i`'s KVM_RUN (immediate_exit + SIGUSR2 to its thread). */
-  kick(i: number): void {
-    const v = this.machine.vcpus[i];
-    v.run.bytes[KVM_RUN_STRUCT.o.immediateExit] = 1;
+  /** Interrupts a vCPU's KVM_RUN (immediate_exit + SIGUSR2 to its thread). */
+  #kick(v: VcpuHandle): void {
+    Atomics.store(v.run.bytes, KVM_RUN_STRUCT.o.immediateExit, 1);
     const tid = v.control.tid;
     if (tid !== 0) libc().tgkill(tid, SIGUSR2);
   }
 
-  /** Requests a VM-wide suspend (e.g. a forced poweroff). Returns false if one is already under way. */
-  requestSuspend(req: SuspendRequest): boolean {
-    return this.machine.control.requestSuspend(req);
+  /**
+   * Requests a VM-wide suspend (a forced poweroff, say). A request that comes
+   * while the guest's own reset is being handled wins over restarting.
+   */
+  requestSuspend(req: SuspendRequest): void {
+    if (!this.machine.control.requestSuspend(req)) this.#hostRequest ??= req;
   }
 
   /**
-   * Presses the ACPI power button. Returns false when the guest has not
-   * enabled the power button event (no ACPI OS is listening).
+   * Presses the ACPI power button. Resolves false when the guest has not
+   * enabled the power button event (no ACPI OS is listening), or while the
+   * VM is between two instances (a reset).
    */
-  pressPowerButton(): boolean {
-    const pm = this.machine.devices.devices.find((d) => d.powerButton)?.powerButton;
-    if (!pm) return false;
-    return this.machine.control.lock.with(() => {
+  async pressPowerButton(): Promise<boolean> {
+    const pm = this.machine.currentDevices?.devices.find((d) => d.powerButton)?.powerButton;
+    if (!pm || this.#closed) return false;
+    // The main thread never sleeps on the device lock: it would stop handling signals.
+    return await this.machine.control.lock.withAsync(() => {
       if (!pm.enabled) return false;
       pm.press();
       return true;
@@ -196,16 +204,23 @@ export class Vm {
   async #waitAndStop(): Promise<VmExit> {
     const control = this.machine.control;
     try {
-      let req: SuspendRequest | undefined;
       for (;;) {
         const seen = control.wakeCount();
-        req = control.suspendRequest();
-        if (req) {
-          await this.#stopVcpus();
-          if (req.kind !== "reset" || this.machine.config.vm.onReset !== "restart") {
-            this.#finalStats = this.#collectStats();
-            break;
-          }
+        const req = control.suspendRequest();
+        if (!req) {
+          await control.waitWake(seen, 1000);
+          continue;
+        }
+        const out = await this.#stopVcpus();
+        const stopped = out && await this.machine.stop(this.#stopTimeoutMs);
+        this.#finalStats = this.#collectStats();
+        if (!stopped) {
+          const message = `${req.message ?? req.kind}; then the VM's threads did not stop`;
+          log.error(message.replaceAll("{", "{{").replaceAll("}", "}}"));
+          return { kind: "error", status: EXIT_STATUS.error, message };
+        }
+        const host = this.#hostRequest;
+        if (req.kind === "reset" && this.machine.config.vm.onReset === "restart" && !host) {
           // A reboot in place: a new KVM instance over the same RAM mapping and device state.
           this.#resets++;
           log.info("{cause}: restarting the VM", { cause: req.message ?? "reset" });
@@ -214,44 +229,39 @@ export class Vm {
           await this.#startVcpus();
           continue;
         }
-        await control.waitWake(seen, 1000);
+        const final = host ?? req;
+        const exit: VmExit = {
+          kind: final.kind,
+          status: exitStatusOf(final),
+          message: final.message,
+        };
+        const text = (final.message ?? final.kind).replaceAll("{", "{{").replaceAll("}", "}}");
+        if (final.kind === "error" || final.kind === "triple-fault") log.error(text);
+        else log.info(text);
+        return exit;
       }
-      const status = exitStatusOf(req);
-      const exit: VmExit = { kind: req.kind, status, message: req.message };
-      const text = (req.message ?? req.kind).replaceAll("{", "{{").replaceAll("}", "}}");
-      if (req.kind === "error" || req.kind === "triple-fault") log.error(text);
-      else log.info(text);
-      return exit;
     } finally {
       this.close();
     }
   }
 
-  async #stopVcpus(): Promise<void> {
+  /** Kicks every vCPU until it is out of its run loop; false if one is still in it at the deadline. */
+  async #stopVcpus(): Promise<boolean> {
     const vcpus = this.machine.vcpus;
     const deadline = Date.now() + this.#stopTimeoutMs;
-    const out = (s: string) =>
-      s === "suspended" || s === "paused" || s === "finished" || s === "created";
     for (;;) {
-      const pending = vcpus.filter((v) => !out(v.control.state));
-      if (pending.length === 0) break;
+      const pending = vcpus.filter((v) => !OUT_OF_LOOP.has(v.control.state));
+      if (pending.length === 0) return true;
       if (Date.now() > deadline) {
-        log.warn("vcpu(s) {ids} did not stop within {ms} ms", {
+        log.error("vcpu(s) {ids} did not leave KVM_RUN within {ms} ms", {
           ids: pending.map((v) => v.place.index).join(","),
           ms: this.#stopTimeoutMs,
         });
-        break;
+        return false;
       }
-      for (const v of pending) this.kick(v.place.index);
+      for (const v of pending) this.#kick(v);
       await Promise.race(pending.map((v) => v.control.waitStateChange("running", 50)));
     }
-    // Let every Worker leave its loop and close.
-    for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.exit);
-    await Promise.all(
-      vcpus.map((v) =>
-        v.control.state === "finished" ? undefined : v.control.waitStateChange(v.control.state, 200)
-      ),
-    );
   }
 
   /** Releases the machine: terminates the Workers, unmaps memory, closes fds. Idempotent. */
