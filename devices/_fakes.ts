@@ -84,13 +84,18 @@ export class FakePlatform implements Platform {
 
 /** An Output that records the bytes written. */
 export class FakeOutput implements Output {
-  /** Every byte written, in order. */
+  /** Every byte taken, in order. */
   bytes: number[] = [];
   /** How many writes there were. */
   writes = 0;
-  /** Records a write. */
-  write(bytes: Uint8Array): void {
+  /** How many more bytes it takes (a full backend: 0). */
+  room = Infinity;
+  /** Takes what fits in `room` and records it. */
+  write(bytes: Uint8Array): number {
     this.writes++;
-    this.bytes.push(...bytes);
+    const n = Math.min(bytes.length, this.room);
+    this.room -= n;
+    this.bytes.push(...bytes.subarray(0, n));
+    return n;
   }
 }

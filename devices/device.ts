@@ -52,8 +52,12 @@ export interface Timer {
 
 /** A byte sink (a console backend). */
 export interface Output {
-  /** Writes bytes; never blocks the guest for long. */
-  write(bytes: Uint8Array): void;
+  /**
+   * Takes as many of `bytes` as it has room for, at once, and returns how
+   * many (0 when it is full). Never blocks. A device holds the rest and
+   * retries when the host says the sink has room again.
+   */
+  write(bytes: Uint8Array): number;
 }
 
 /** Why a VM stops: bhyve's suspend kinds, plus dhyve's error and debug-exit. */

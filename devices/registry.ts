@@ -96,6 +96,8 @@ export interface AttachedDevice {
   readonly powerButton?: { press(): void; readonly enabled: boolean };
   /** Present on devices with timers: timer `id` (0-based, of this device) expired. */
   onTimer?(id: number): void;
+  /** Present on devices that write console output: a backend that was full has room again. */
+  onOutputReady?(): void;
 }
 
 /** A device model in the registry. */
@@ -189,6 +191,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
           }],
           reset: () => uart.reset(),
           console: uart,
+          onOutputReady: () => uart.outputReady(),
         };
       },
     },

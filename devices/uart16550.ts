@@ -4,7 +4,9 @@
  * The model sees the UART's 8-port window (offsets 0-7). The transmitter is
  * infinitely fast: a byte written to THR leaves at once through the injected
  * {@linkcode Output} (or, in loopback, lands in the receive FIFO), so THRE and
- * TEMT are always set. The receiver has a 16-byte FIFO (1 byte in 16450
+ * TEMT are set again at once, unless the backend is full: then the byte
+ * waits in the transmit FIFO (16 bytes, 1 in 16450 mode) with THRE clear,
+ * as on a slow line, until the host calls {@linkcode Uart16550.outputReady}. The receiver has a 16-byte FIFO (1 byte in 16450
  * mode) that the console backend fills through {@linkcode Uart16550.receive}.
  *
  * All register state lives in {@linkcode Uart16550State}, so the same UART
@@ -181,7 +183,13 @@ export const UART_FIFO_SIZE = 16;
 export const UART_POWER_ON_DIVISOR = 1;
 
 /** Register state of a 16550A (snapshot format; version bumps with the fields). */
-export const Uart16550State = defineState("uart16550", 1, {
+export const Uart16550State = defineState("uart16550", 2, {
+  /** Transmit FIFO ring: bytes the backend has not taken yet. */
+  txFifo: ["u8", UART_FIFO_SIZE],
+  /** Index of the oldest byte in `txFifo`. */
+  txHead: "u8",
+  /** Bytes in `txFifo`. */
+  txCount: "u8",
   /** Receive FIFO ring. */
   rxFifo: ["u8", UART_FIFO_SIZE],
   /** Index of the oldest byte in `rxFifo`. */
@@ -353,9 +361,13 @@ export class Uart16550 implements BusDevice {
       case UART_MCR:
         return s.mcr;
       case UART_LSR: {
-        // §8.4: THRE and TEMT stay set (the transmitter is infinitely fast);
+        // A driver polling LSR retries a held transmission (the backend may have room now).
+        this.#drainTx();
+        // §8.4: THRE is set when THR (the transmit FIFO) is empty, TEMT when the
+        // shift register is empty too: both when the backend took every byte.
         // DR is set while the receiver holds data.
-        const lsr = s.lsrErrors | LSR_THRE | LSR_TEMT | (s.rxCount > 0 ? LSR_DR : 0);
+        const empty = s.txCount === 0 ? LSR_THRE | LSR_TEMT : 0;
+        const lsr = s.lsrErrors | empty | (s.rxCount > 0 ? LSR_DR : 0);
         // §8.4: OE, PE, FE and BI are reset whenever the CPU reads LSR. LSR
         // bit 7 is never set: PE/FE/BI are never received here.
         s.lsrErrors = 0;
@@ -388,9 +400,9 @@ export class Uart16550 implements BusDevice {
           return;
         }
         // Enabling ETBEI while THR is empty raises the THRE interrupt: the
-        // condition is edge-triggered on the enable (THRE is always set here).
-        // Drivers (Linux 8250's THRE test, bhyve's uart_emul) rely on it.
-        if (!(s.ier & IER_ETBEI) && value & IER_ETBEI) s.threPending = true;
+        // condition is edge-triggered on the enable. Drivers (Linux 8250's
+        // THRE test, bhyve's uart_emul) rely on it.
+        if (!(s.ier & IER_ETBEI) && value & IER_ETBEI && s.txCount === 0) s.threPending = true;
         s.ier = value & IER_MASK; // §8.7: bits 4-7 are always 0
         return;
       case UART_FCR:
@@ -418,7 +430,10 @@ export class Uart16550 implements BusDevice {
   #writeFcr(value: number): void {
     const s = this.#s;
     // §8.5 FCR0: changing between FIFO and 16450 mode clears both FIFOs.
-    if ((s.fcr ^ value) & FCR_ENABLE) this.#rxClear();
+    if ((s.fcr ^ value) & FCR_ENABLE) {
+      this.#rxClear();
+      this.#txClear();
+    }
     if (!(value & FCR_ENABLE)) {
       // §8.5 FCR0: must be 1 when the other bits are written or they are not
       // programmed; with it 0 the UART runs in 16450 mode (1-byte receiver).
@@ -427,8 +442,8 @@ export class Uart16550 implements BusDevice {
     }
     // §8.5 FCR1: clears the receive FIFO and its counter (self-clearing bit).
     if (value & FCR_RX_RESET) this.#rxClear();
-    // §8.5 FCR2: clears the transmit FIFO; ours is always empty (THR writes
-    // leave at once), so there is nothing to do.
+    // §8.5 FCR2: clears the transmit FIFO and its counter (self-clearing bit).
+    if (value & FCR_TX_RESET) this.#txClear();
     s.fcr = value & (FCR_ENABLE | FCR_DMA_MODE | FCR_TRIGGER_MASK);
   }
 
@@ -456,17 +471,61 @@ export class Uart16550 implements BusDevice {
       // §8.8: in loopback the transmitter shift register output is looped
       // back into the receiver shift register input; SOUT stays marking.
       this.#rxPushFromLine(byte);
-    } else {
+      // Interrupt control functions table: writing THR resets the THRE
+      // interrupt; the byte leaves at once, so THR is empty again (a new
+      // THR-empty event), which lets an interrupt-driven driver keep sending.
+      s.threPending = true;
+      return;
+    }
+    // Writing THR resets the THRE interrupt; the byte joins the transmit FIFO.
+    s.threPending = false;
+    const capacity = s.fcr & FCR_ENABLE ? UART_FIFO_SIZE : 1;
+    // A byte written while the FIFO is full is lost, as on the chip (the
+    // guest ignored THRE); none is lost while a driver honours THRE.
+    if (s.txCount < capacity) {
+      s.txFifo[(s.txHead + s.txCount) % UART_FIFO_SIZE] = byte;
+      s.txCount++;
+    }
+    this.#drainTx();
+  }
+
+  /**
+   * Hands queued bytes to the backend, as many as it takes. When the FIFO
+   * becomes empty THR is empty again: a THR-empty event.
+   */
+  #drainTx(): void {
+    const s = this.#s;
+    if (s.txCount === 0) return;
+    while (s.txCount > 0) {
       // All 8 bits go out whatever LCR's word length says: the backend is
       // byte-oriented, and guests that print before programming LCR
       // (power-on LCR = 0 means 5-bit words) still produce readable output.
-      this.#out.write(Uint8Array.of(byte));
+      const run = Math.min(s.txCount, UART_FIFO_SIZE - s.txHead);
+      const n = this.#out.write(s.txFifo.subarray(s.txHead, s.txHead + run));
+      s.txHead = (s.txHead + n) % UART_FIFO_SIZE;
+      s.txCount -= n;
+      if (n < run) break;
     }
-    // Interrupt control functions table: writing THR resets the THRE
-    // interrupt; the byte then moves to the (infinitely fast) transmitter,
-    // so THR is empty again at once and THRE is set again (a new THR-empty
-    // event), which is what lets an interrupt-driven driver keep sending.
-    s.threPending = true;
+    if (s.txCount === 0) {
+      s.txHead = 0;
+      s.threPending = true;
+    }
+  }
+
+  #txClear(): void {
+    const s = this.#s;
+    if (s.txCount > 0) s.threPending = true;
+    s.txHead = 0;
+    s.txCount = 0;
+  }
+
+  /**
+   * The host's console backend has room again: send what the transmit FIFO
+   * holds (and raise the THR-empty interrupt once it is empty).
+   */
+  outputReady(): void {
+    this.#drainTx();
+    this.#update();
   }
 
   #rxCapacity(): number {

@@ -7,6 +7,7 @@ import {
   FCR_TRIGGER_14,
   FCR_TRIGGER_4,
   FCR_TRIGGER_8,
+  FCR_TX_RESET,
   IER_EDSSI,
   IER_ELSI,
   IER_ERBFI,
@@ -412,4 +413,74 @@ Deno.test("uart: two instances over one shared state act as one UART", () => {
   // b saw the level change from the shared state and lowered the line
   assert.deepEqual(irqB.calls, ["deassert"]);
   assert.equal(a.read(UART_LSR, 1) & LSR_DR, 0);
+});
+
+Deno.test("uart: a full backend holds bytes in the transmit FIFO with THRE clear; outputReady sends them", () => {
+  const { uart, rd, wr, out, irq } = setup();
+  wr(UART_FCR, FCR_ENABLE);
+  wr(UART_MCR, MCR_OUT2);
+  wr(UART_IER, IER_ETBEI);
+  assert.equal(rd(UART_IIR) & 0x0f, IIR_THRE); // enabling ETBEI with THR empty (reading IIR clears it)
+  out.room = 0;
+  for (const ch of "hello") wr(UART_THR, ch.charCodeAt(0));
+  assert.deepEqual(out.bytes, []);
+  assert.equal(rd(UART_LSR) & (LSR_THRE | LSR_TEMT), 0, "THR not empty while the backend is full");
+  assert.equal(rd(UART_IIR) & 0x0f, IIR_NO_INT, "no THRE interrupt while bytes wait");
+  assert.equal(irq.level, false);
+  out.room = Infinity;
+  uart.outputReady();
+  assert.equal(new TextDecoder().decode(Uint8Array.from(out.bytes)), "hello");
+  assert.equal(rd(UART_LSR) & (LSR_THRE | LSR_TEMT), LSR_THRE | LSR_TEMT);
+  assert.equal(irq.level, true, "THR-empty interrupt once the FIFO drained");
+  assert.equal(rd(UART_IIR) & 0x0f, IIR_THRE);
+});
+
+Deno.test("uart: the transmit FIFO holds 16 bytes (1 in 16450 mode); more are lost, as on the chip", () => {
+  const fifo = setup();
+  fifo.wr(UART_FCR, FCR_ENABLE);
+  fifo.out.room = 0;
+  for (let i = 0; i < 20; i++) fifo.wr(UART_THR, 0x41 + i);
+  fifo.out.room = Infinity;
+  fifo.uart.outputReady();
+  assert.deepEqual(fifo.out.bytes, Array.from({ length: 16 }, (_, i) => 0x41 + i));
+
+  const single = setup(); // FIFOs off: THR holds one byte
+  single.out.room = 0;
+  single.wr(UART_THR, 0x31);
+  single.wr(UART_THR, 0x32);
+  single.out.room = Infinity;
+  single.uart.outputReady();
+  assert.deepEqual(single.out.bytes, [0x31]);
+});
+
+Deno.test("uart: a polled LSR read retries a held byte; FCR TX reset drops held bytes", () => {
+  const a = setup();
+  a.out.room = 0;
+  a.wr(UART_THR, 0x61);
+  a.out.room = Infinity;
+  assert.equal(a.rd(UART_LSR) & LSR_THRE, LSR_THRE, "the LSR read sent it");
+  assert.deepEqual(a.out.bytes, [0x61]);
+
+  const b = setup();
+  b.wr(UART_FCR, FCR_ENABLE);
+  b.out.room = 0;
+  b.wr(UART_THR, 0x62);
+  b.wr(UART_FCR, FCR_ENABLE | FCR_TX_RESET);
+  b.out.room = Infinity;
+  assert.equal(b.rd(UART_LSR) & (LSR_THRE | LSR_TEMT), LSR_THRE | LSR_TEMT);
+  b.uart.outputReady();
+  assert.deepEqual(b.out.bytes, []);
+});
+
+Deno.test("uart: a partial take sends the rest later, in order", () => {
+  const { uart, wr, out } = setup();
+  wr(UART_FCR, FCR_ENABLE);
+  out.room = 2;
+  for (const ch of "abcdef") wr(UART_THR, ch.charCodeAt(0));
+  assert.equal(new TextDecoder().decode(Uint8Array.from(out.bytes)), "ab");
+  out.room = 3;
+  uart.outputReady();
+  out.room = Infinity;
+  uart.outputReady();
+  assert.equal(new TextDecoder().decode(Uint8Array.from(out.bytes)), "abcdef");
 });

@@ -21,6 +21,8 @@ import {
 } from "../devices/registry.ts";
 import { IrqLineTable, picOnlyGsi } from "./irq.ts";
 import { TimerTable } from "./timers.ts";
+import { OutputRing } from "./output.ts";
+import { WRITER_BELL } from "./output_constants.ts";
 import { VmControl } from "./vm_control.ts";
 
 /** The shared pieces of a VM every thread binds (all plain data or SharedArrayBuffers). */
@@ -31,8 +33,10 @@ export interface VmShared {
   readonly timers: SharedArrayBuffer;
   /** CLOCK_MONOTONIC ns at VM creation: the VM clock's zero. */
   readonly clockBaseNs: number;
-  /** Console output file descriptors by output id (-1: none). */
-  readonly outputFds: readonly number[];
+  /** Console output rings by output id (null: the output goes nowhere). */
+  readonly outputs: readonly (SharedArrayBuffer | null)[];
+  /** The console writer's control block (lib/output_worker.ts); its bell is rung after each write. */
+  readonly writer: SharedArrayBuffer;
   readonly strictIo: boolean;
 }
 
@@ -54,7 +58,8 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
   const lines = new IrqLineTable(shared.irqLines);
   const line = lines.lines((gsi, level) => irqLine(shared.vmFd, gsi, level));
   const outputs = new Map<number, Output>();
-  const discard: Output = { write() {} };
+  const discard: Output = { write: (bytes) => bytes.length };
+  const writer = new Int32Array(shared.writer);
   const base = shared.clockBaseNs;
   const now = () => c.monotonicNs() - base;
   const context: DeviceContext = {
@@ -63,11 +68,21 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
     clock: { now },
     platform: { suspend: (req) => void control.requestSuspend(req) },
     output(id: number): Output {
-      const fd = shared.outputFds[id];
-      if (fd === undefined || fd < 0) return discard;
+      const buffer = shared.outputs[id];
+      if (!buffer) return discard;
       let out = outputs.get(id);
       if (!out) {
-        out = { write: (bytes) => c.writeAll(fd, bytes) };
+        const ring = new OutputRing(buffer);
+        out = {
+          write: (bytes) => {
+            const n = ring.write(bytes);
+            if (n > 0) {
+              Atomics.add(writer, WRITER_BELL, 1);
+              Atomics.notify(writer, WRITER_BELL);
+            }
+            return n;
+          },
+        };
         outputs.set(id, out);
       }
       return out;

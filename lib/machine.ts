@@ -62,6 +62,14 @@ import { type HostMemory, mapGuestRam } from "./memory.ts";
 import { IRQ, PORT } from "./platform.ts";
 import type { TimerWorkerInit } from "./timer_worker.ts";
 import { TIMER_STOP, TIMER_STOPPED, TimerTable } from "./timers.ts";
+import { OutputRing } from "./output.ts";
+import {
+  WRITER_BELL,
+  WRITER_CONTROL_BYTES,
+  WRITER_STOP,
+  WRITER_STOPPED,
+} from "./output_constants.ts";
+import type { OutputWorkerInit } from "./output_worker.ts";
 import { type PrespawnedWorkers, prespawnWorkers } from "./workers.ts";
 import { VCPU_REQUEST, VcpuControl, VmControl } from "./vm_control.ts";
 
@@ -213,7 +221,11 @@ export class Machine {
   readonly #runSize: number;
   readonly #timers: TimerTable;
   readonly #lines: IrqLineTable;
-  readonly #outputFds: readonly number[];
+  /** Console output rings by output id (null: the output goes nowhere). */
+  readonly #outputs: readonly (OutputRing | null)[];
+  /** The console writer thread and its control block. */
+  readonly #writer: Worker;
+  readonly #writerControl: Int32Array<SharedArrayBuffer>;
   readonly #clockBaseNs: number;
   readonly #resources: Cleanups;
   /** Cleared when a thread did not stop: guest RAM then stays mapped (a thread may still use it). */
@@ -243,13 +255,29 @@ export class Machine {
     this.#places = places;
     this.#supported = supported;
     this.#runSize = runSize;
-    this.#outputFds = outputFds;
+    this.#outputs = outputFds.map((fd) => (fd >= 0 ? new OutputRing() : null));
+    this.#writerControl = new Int32Array(new SharedArrayBuffer(WRITER_CONTROL_BYTES));
     this.#resources = resources;
     this.#safety = safety;
     this.control = new VmControl();
     this.#timers = new TimerTable(specs.timerSlots);
     this.#lines = new IrqLineTable();
     this.#clockBaseNs = libc().monotonicNs();
+    this.#writer = new Worker(new URL("./output_worker.ts", import.meta.url), {
+      type: "module",
+      name: "console",
+    });
+    resources.add(() => this.#writer.terminate());
+    this.#writer.postMessage(
+      {
+        outputs: this.#outputs.flatMap((
+          r,
+          id,
+        ) => (r ? [{ ring: r.buffer, fd: outputFds[id] }] : [])),
+        control: this.#writerControl.buffer,
+        timers: this.#timers.buffer,
+      } satisfies OutputWorkerInit,
+    );
     // The MP table's processor entries carry the CPU signature and features (CPUID.01H EAX, EDX).
     const leaf1 = supported.find((e) => e.function === 1);
     this.firmware = buildFirmwareTables(
@@ -375,6 +403,26 @@ export class Machine {
     this.#instance = await this.#createInstance(false);
   }
 
+  /**
+   * Writes out the console output still queued and stops the console writer
+   * (after the vCPUs stopped). False when the output could not be written
+   * within `timeoutMs` (a reader that does not read).
+   */
+  async flushOutput(timeoutMs = 2000): Promise<boolean> {
+    const ctl = this.#writerControl;
+    Atomics.store(ctl, WRITER_STOP, 1);
+    Atomics.add(ctl, WRITER_BELL, 1);
+    Atomics.notify(ctl, WRITER_BELL);
+    const deadline = Date.now() + timeoutMs;
+    while (Atomics.load(ctl, WRITER_STOPPED) === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      const r = Atomics.waitAsync(ctl, WRITER_STOPPED, 0, Math.min(left, 100));
+      if (r.async) await r.value;
+    }
+    return true;
+  }
+
   /** Releases everything: the instance, then the resources. Idempotent. */
   close(): void {
     this.#instance?.close();
@@ -450,7 +498,8 @@ export class Machine {
         irqLines: this.#lines.buffer,
         timers: this.#timers.buffer,
         clockBaseNs: this.#clockBaseNs,
-        outputFds: this.#outputFds,
+        outputs: this.#outputs.map((r) => r?.buffer ?? null),
+        writer: this.#writerControl.buffer,
         strictIo: config.vm.strictIo,
       };
       const { host, devices } = attachAll(shared, this.specs, {

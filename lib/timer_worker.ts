@@ -2,7 +2,8 @@
  * The timer thread: it attaches every device of the VM (like each vCPU
  * Worker does), sleeps until the earliest armed deadline in the shared
  * {@linkcode TimerTable}, and runs each expired timer's `onTimer` under the
- * device lock. Arming a timer from any thread wakes it (lib/timers.ts).
+ * device lock. It also tells the devices when a full console output has room
+ * again (`onOutputReady`): the console writer wakes it for that. Arming a timer from any thread wakes it (lib/timers.ts).
  * Atomics.wait gives it sub-millisecond wake-ups without depending on the
  * main thread's event loop.
  *
@@ -13,6 +14,7 @@ import { attachAll, type VmShared } from "./host.ts";
 import type { DeviceSpec } from "../devices/registry.ts";
 import { VmControl } from "./vm_control.ts";
 import { TIMER_STOP, TIMER_STOPPED } from "./timers.ts";
+import { OutputRing } from "./output.ts";
 
 /** The one message the timer thread receives. */
 export interface TimerWorkerInit {
@@ -30,9 +32,28 @@ function run(init: TimerWorkerInit): void {
   const { timers, control } = host;
   const lock = control.lock;
   const stop = new Int32Array(init.stop);
+  // The console writer bumps a ring's ready count when it made room a device waits for.
+  const rings = init.shared.outputs.map((b) => b && new OutputRing(b));
+  const readySeen = rings.map((r) => r?.readyCount ?? 0);
+  const waiting = devices.devices.filter((d) => d.onOutputReady);
   self.postMessage({ type: "ready" });
   while (Atomics.load(stop, TIMER_STOP) === 0) {
     const seen = timers.generation();
+    let ready = false;
+    rings.forEach((r, i) => {
+      if (r && r.readyCount !== readySeen[i]) {
+        readySeen[i] = r.readyCount;
+        ready = true;
+      }
+    });
+    if (ready) {
+      lock.acquire();
+      try {
+        for (const d of waiting) d.onOutputReady!();
+      } finally {
+        lock.release();
+      }
+    }
     const now = host.now();
     for (let slot = 0; slot < timers.size; slot++) {
       if (!timers.takeExpired(slot, now)) continue;

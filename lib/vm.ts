@@ -215,6 +215,7 @@ export class Vm {
         const stopped = out && await this.machine.stop(this.#stopTimeoutMs);
         this.#finalStats = this.#collectStats();
         if (!stopped) {
+          await this.machine.flushOutput();
           const message = `${req.message ?? req.kind}; then the VM's threads did not stop`;
           log.error(message.replaceAll("{", "{{").replaceAll("}", "}}"));
           return { kind: "error", status: EXIT_STATUS.error, message };
@@ -228,6 +229,9 @@ export class Vm {
           this.#bindWorkers();
           await this.#startVcpus();
           continue;
+        }
+        if (!await this.machine.flushOutput()) {
+          log.warn("console output was not all written out: its reader stalled");
         }
         const final = host ?? req;
         const exit: VmExit = {

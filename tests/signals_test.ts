@@ -62,3 +62,33 @@ Deno.test("a second signal forces the poweroff when the guest does not act on th
   assert.match(r.stderr, /SIGINT: pressed the ACPI power button/);
   assert.match(r.stderr, /SIGINT: forced poweroff/);
 });
+
+Deno.test("a console nobody reads slows the guest down but never makes dhyve unresponsive", async () => {
+  const s = await Scratch.create();
+  try {
+    const image = await s.write("guest.bin", await guestBytes("rm/spew"));
+    const toml = await s.write("vm.toml", flatGuestToml(image));
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "up", toml],
+      stdin: "null",
+      stdout: "piped", // never read: the pipe fills, then dhyve's output ring
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    await new Promise((r) => setTimeout(r, 1500));
+    const t0 = performance.now();
+    child.kill("SIGTERM");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    const status = await child.status;
+    clearTimeout(killer);
+    const ms = performance.now() - t0;
+    await child.stdout.cancel();
+    const err = await stderr;
+    assert.equal(status.code, 1, err);
+    assert.match(err, /SIGTERM: forced poweroff/);
+    assert.ok(ms < 10_000, `took ${ms} ms to stop`);
+  } finally {
+    await s.close();
+  }
+});
