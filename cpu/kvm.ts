@@ -109,7 +109,13 @@ export function openKvm(path = "/dev/kvm"): number {
     }
     throw new KvmUnavailableError(`cannot open ${path}: ${c.strerror(e)}`);
   }
-  const version = ioctlInt(fd, "KVM_GET_API_VERSION");
+  let version: number;
+  try {
+    version = ioctlInt(fd, "KVM_GET_API_VERSION");
+  } catch (e) {
+    c.fn.close(fd);
+    throw e;
+  }
   if (version !== KVM_API_VERSION) {
     c.fn.close(fd);
     throw new KvmUnavailableError(
@@ -355,13 +361,13 @@ export interface RunPage {
 
 /** mmap()s a vCPU's kvm_run structure (shared with the kernel). */
 export function mapRunPage(vcpuFd: number, mmapSize: number): RunPage {
+  if (mmapSize < KVM_RUN_STRUCT.size) throw new Error(`kvm_run mapping too small: ${mmapSize}`);
   const c = libc();
   const p = c.fn.mmap(null, BigInt(mmapSize), PROT_READ | PROT_WRITE, MAP_SHARED, vcpuFd, 0n);
   if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
     throw new KvmError("mmap(kvm_run)", c.errno());
   }
   const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, mmapSize));
-  if (mmapSize < KVM_RUN_STRUCT.size) throw new Error(`kvm_run mapping too small: ${mmapSize}`);
   return { pointer: p, bytes, view: new DataView(bytes.buffer) };
 }
 

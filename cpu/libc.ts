@@ -38,11 +38,8 @@ const SYMBOLS = {
   syscall3: { parameters: ["i64", "i64", "i64", "i64"], result: "i64", name: "syscall" },
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
-  strerror_r: {
-    parameters: ["i32", "buffer", "usize"],
-    result: "pointer",
-    name: "__xpg_strerror_r",
-  },
+  /** The XSI strerror_r: fills the buffer and returns 0, or an error number. */
+  strerror_r: { parameters: ["i32", "buffer", "usize"], result: "i32", name: "__xpg_strerror_r" },
   isatty: { parameters: ["i32"], result: "i32" },
 } as const;
 
@@ -140,9 +137,11 @@ export class Libc {
   /** "ENOENT: No such file or directory" for an errno value. */
   strerror(errno: number): string {
     const buf = new Uint8Array(256);
-    this.fn.strerror_r(errno, buf, BigInt(buf.length));
-    const end = buf.indexOf(0);
-    const text = new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
+    let text = "unknown error";
+    if (this.fn.strerror_r(errno, buf, BigInt(buf.length)) === 0) {
+      const end = buf.indexOf(0);
+      text = new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
+    }
     const name = ERRNO_NAMES[errno];
     return name ? `${name}: ${text}` : `errno ${errno}: ${text}`;
   }
@@ -158,10 +157,21 @@ export class Libc {
     return this.fn.syscall3(SYS_tgkill, BigInt(pid), BigInt(tid), BigInt(sig)) === 0n;
   }
 
-  /** CLOCK_MONOTONIC in nanoseconds; the same clock in every thread. */
-  monotonicNs(): number {
+  /**
+   * CLOCK_MONOTONIC in nanoseconds since `baseSeconds` (a whole second of the
+   * same clock); the same clock in every thread. Counting from a recent base
+   * keeps the value exact in a double (an absolute count passes 2^53 after
+   * about 104 days of host uptime).
+   */
+  monotonicNs(baseSeconds = 0): number {
     this.fn.clock_gettime(CLOCK_MONOTONIC, this.#tsBytes);
-    return Number(this.#ts[0]) * 1e9 + Number(this.#ts[1]);
+    return Number(this.#ts[0] - BigInt(baseSeconds)) * 1e9 + Number(this.#ts[1]);
+  }
+
+  /** The current CLOCK_MONOTONIC second, a base for {@linkcode Libc.monotonicNs}. */
+  monotonicSeconds(): number {
+    this.fn.clock_gettime(CLOCK_MONOTONIC, this.#tsBytes);
+    return Number(this.#ts[0]);
   }
 
   /** Writes all of `bytes` to `fd`, retrying on EINTR and short writes. */

@@ -188,7 +188,7 @@ function start(init: VcpuWorkerInit): void {
   /** The run loop; returns when the VM suspends or the vCPU is told to pause or exit. */
   const runLoop = (): void => {
     if (control.firstRunNs === 0) {
-      control.markFirstRun(performance.timeOrigin + performance.now(), c.monotonicNs());
+      control.markFirstRun(performance.timeOrigin + performance.now(), c.monotonicNs(init.shared.clockBaseSec));
     }
     for (;;) {
       if (control.request !== VCPU_REQUEST.none || vmc.suspending) return;
@@ -303,7 +303,7 @@ function start(init: VcpuWorkerInit): void {
       const err = e as Error;
       vmc.requestSuspend({ kind: "error", message: `vcpu ${init.index}: ${err.message}` });
     }
-    control.markSuspend(c.monotonicNs());
+    control.markSuspend(c.monotonicNs(init.shared.clockBaseSec));
     control.setState(vmc.suspending ? "suspended" : "paused");
   }
   // The kvm_run mapping holds the vCPU file (and with it the whole VM) open:

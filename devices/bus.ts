@@ -234,13 +234,6 @@ export class MmioBus extends Bus {
     this.ranges.sort((a, b) => a.base - b.base);
   }
 
-  /** Removes a range by name (PCI BAR reprogramming). */
-  unregister(name: string): void {
-    const i = this.ranges.findIndex((r) => r.name === name);
-    if (i >= 0) this.ranges.splice(i, 1);
-    if (this.#last?.name === name) this.#last = undefined;
-  }
-
   /** The range that contains `address`, if any. */
   find(address: number): BusRange | undefined {
     const last = this.#last;

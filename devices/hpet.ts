@@ -60,6 +60,11 @@ export const HPET_TIMERS = 8;
 export const HPET_WINDOW = 0x400;
 /** The main counter frequency in Hz: 2^24, exactly (bhyve's HPET_FREQ). */
 export const HPET_FREQUENCY_HZ = 16_777_216;
+/**
+ * The shortest period a periodic timer runs at, in ticks (7.6 us): the
+ * "minimum clock tick" the ACPI HPET table advertises (lib/firmware/platform.ts).
+ */
+export const HPET_MIN_PERIOD_TICKS = 0x80;
 /** COUNTER_CLK_PERIOD: the tick period in femtoseconds, rounded down (2.3.4). */
 export const HPET_CLK_PERIOD_FS = Math.floor(1e15 / HPET_FREQUENCY_HZ);
 /** Vendor ID in GCAP_ID (Intel). */
@@ -176,6 +181,9 @@ export function nsForTicks(ticks: number): number {
   const r = ticks - q * TICKS_NUM;
   return q * NS_DEN + Math.ceil((r * NS_DEN) / TICKS_NUM);
 }
+
+/** {@linkcode HPET_MIN_PERIOD_TICKS} in nanoseconds: the soonest a timer is re-armed. */
+const MIN_PERIOD_NS = nsForTicks(HPET_MIN_PERIOD_TICKS);
 
 /** Register state of the HPET (snapshot format; version bumps with the fields). */
 export const HpetState = defineState("hpet", 1, {
@@ -592,8 +600,15 @@ export class Hpet implements BusDevice, TimerOwner {
     }
   }
 
-  /** Arms each timer for its next match when that match would interrupt; cancels it otherwise. */
-  #schedule(_now: number): void {
+  /**
+   * Arms each timer for its next match when that match would interrupt;
+   * cancels it otherwise. A periodic timer with a period below the minimum
+   * clock tick (IA-PC HPET 1.0a, 3.2.4: interrupts may then be lost) is
+   * never armed sooner than a minimum period after `now`: the matches in
+   * between coalesce into one interrupt while the comparator still advances
+   * by the exact period, so a guest cannot make the timer thread spin.
+   */
+  #schedule(now: number): void {
     const s = this.#s;
     const enabled = this.#enabled();
     for (let n = 0; n < HPET_TIMERS; n++) {
@@ -604,7 +619,12 @@ export class Hpet implements BusDevice, TimerOwner {
         // next match (the line is high already); the match is processed
         // lazily at the next access.
         !(this.#levelTriggered(n) && s.isr & (1 << n));
-      if (useful) deadline = s.startNs + nsForTicks(s.nextMatch[n]);
+      if (useful) {
+        deadline = s.startNs + nsForTicks(s.nextMatch[n]);
+        const short = (conf & TN_TYPE_PERIODIC) !== 0 && s.period[n] !== 0 &&
+          s.period[n] < HPET_MIN_PERIOD_TICKS;
+        if (short) deadline = Math.max(deadline, now + MIN_PERIOD_NS);
+      }
       if (deadline === s.deadline[n]) continue;
       s.deadline[n] = deadline;
       if (deadline === DEADLINE_NONE) this.#timers[n].cancel();

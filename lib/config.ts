@@ -16,6 +16,7 @@ import { apicIdOf } from "../cpu/topology.ts";
 import {
   computeLayout,
   DEFAULT_LOWMEM_LIMIT,
+  E820,
   formatSize,
   LOWMEM_LIMIT_ALIGN,
   MAX_LOWMEM_LIMIT,
@@ -520,9 +521,13 @@ function checkRawBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootCon
       );
     }
     if (c.ok(["memory", "size"], ["memory", "lowmem_limit"])) {
-      const layout = computeLayout(memory.size, memory.lowmemLimit);
-      if (!layout.ram.some((r) => address >= r.gpa && end <= r.gpa + r.size)) {
-        const ranges = layout.ram.map((r) => `[${hex(r.gpa)}, ${hex(r.gpa + r.size)})`).join(", ");
+      // The loader only ever loads into what the e820 map calls RAM (the
+      // firmware area 0xC0000-0xFFFFF is backed but reserved): check the same.
+      const ram = computeLayout(memory.size, memory.lowmemLimit).e820.filter((e) =>
+        e.type === E820.RAM
+      );
+      if (!ram.some((r) => address >= r.addr && end <= r.addr + r.size)) {
+        const ranges = ram.map((r) => `[${hex(r.addr)}, ${hex(r.addr + r.size)})`).join(", ");
         const span = `[${hex(address)}, ${hex(end)})`;
         c.fail(
           ["boot", "address"],

@@ -414,10 +414,17 @@ Deno.test("malformed configs: each issue names file:line:col, key path and probl
         ["vm.toml:5:15: boot.entry_point: entry point 0x100200 is outside the image [0x100000, 0x100200)"],
       ],
       [
+        "raw image in the firmware area (backed, but reserved in e820)",
+        `[memory]\nsize = "2M"\n[boot]\nimage = "${dir}/guest.bin"\naddress = 0xd0000\nentry = "real16"\n`,
+        [
+          "vm.toml:5:11: boot.address: image [0xd0000, 0xd0200) does not fit in one guest RAM range (RAM: [0x0, 0xa0000), [0x100000, 0x200000))",
+        ],
+      ],
+      [
         "raw image outside RAM",
         `[memory]\nsize = "2M"\n[boot]\nimage = "${dir}/guest.bin"\naddress = 0x1fff00\nentry = "prot32"\n`,
         [
-          "vm.toml:5:11: boot.address: image [0x1fff00, 0x200100) does not fit in one guest RAM range (RAM: [0x0, 0xa0000), [0xc0000, 0x200000))",
+          "vm.toml:5:11: boot.address: image [0x1fff00, 0x200100) does not fit in one guest RAM range (RAM: [0x0, 0xa0000), [0x100000, 0x200000))",
         ],
       ],
       [

@@ -31,8 +31,8 @@ export interface VmShared {
   readonly control: SharedArrayBuffer;
   readonly irqLines: SharedArrayBuffer;
   readonly timers: SharedArrayBuffer;
-  /** CLOCK_MONOTONIC ns at VM creation: the VM clock's zero. */
-  readonly clockBaseNs: number;
+  /** The CLOCK_MONOTONIC second the VM clock counts from (the second the VM was created in). */
+  readonly clockBaseSec: number;
   /** Console output rings by output id (null: the output goes nowhere). */
   readonly outputs: readonly (SharedArrayBuffer | null)[];
   /** The console writer's control block (lib/output_worker.ts); its bell is rung after each write. */
@@ -60,8 +60,8 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
   const outputs = new Map<number, Output>();
   const discard: Output = { write: (bytes) => bytes.length };
   const writer = new Int32Array(shared.writer);
-  const base = shared.clockBaseNs;
-  const now = () => c.monotonicNs() - base;
+  const base = shared.clockBaseSec;
+  const now = () => c.monotonicNs(base);
   const context: DeviceContext = {
     irq: line,
     msi: { send: (address, data) => void signalMsi(shared.vmFd, address, data) },

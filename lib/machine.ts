@@ -226,7 +226,7 @@ export class Machine {
   /** The console writer thread and its control block. */
   readonly #writer: Worker;
   readonly #writerControl: Int32Array<SharedArrayBuffer>;
-  readonly #clockBaseNs: number;
+  readonly #clockBaseSec: number;
   readonly #resources: Cleanups;
   /** Cleared when a thread did not stop: guest RAM then stays mapped (a thread may still use it). */
   readonly #safety: { unmapRam: boolean };
@@ -262,7 +262,7 @@ export class Machine {
     this.control = new VmControl();
     this.#timers = new TimerTable(specs.timerSlots);
     this.#lines = new IrqLineTable();
-    this.#clockBaseNs = libc().monotonicNs();
+    this.#clockBaseSec = libc().monotonicSeconds();
     this.#writer = new Worker(new URL("./output_worker.ts", import.meta.url), {
       type: "module",
       name: "console",
@@ -497,7 +497,7 @@ export class Machine {
         control: control.buffer,
         irqLines: this.#lines.buffer,
         timers: this.#timers.buffer,
-        clockBaseNs: this.#clockBaseNs,
+        clockBaseSec: this.#clockBaseSec,
         outputs: this.#outputs.map((r) => r?.buffer ?? null),
         writer: this.#writerControl.buffer,
         strictIo: config.vm.strictIo,

@@ -179,6 +179,36 @@ export class Vm {
     });
   }
 
+  /**
+   * Pauses every vCPU: each leaves KVM_RUN and waits. Device timers go on
+   * (their interrupts are queued for when the vCPUs run again). Resolves
+   * when all are paused; false if the VM stopped or a vCPU did not pause
+   * within the stop timeout.
+   */
+  async pause(): Promise<boolean> {
+    if (!this.#started || this.#closed) return false;
+    const vcpus = this.machine.vcpus;
+    for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.pause);
+    const deadline = Date.now() + this.#stopTimeoutMs;
+    for (;;) {
+      const pending = vcpus.filter((v) =>
+        v.control.state === "running" || v.control.request === VCPU_REQUEST.pause
+      );
+      if (pending.length === 0) return vcpus.every((v) => v.control.state === "paused");
+      if (Date.now() > deadline || this.#closed) return false;
+      for (const v of pending) this.#kick(v);
+      await Promise.race(pending.map((v) => v.control.waitStateChange(v.control.state, 20)));
+    }
+  }
+
+  /** Resumes vCPUs paused by {@linkcode Vm.pause}. */
+  resume(): void {
+    if (this.#closed) return;
+    for (const v of this.machine.vcpus) {
+      if (v.control.state === "paused") v.control.setRequest(VCPU_REQUEST.run);
+    }
+  }
+
   /** Statistics of every vCPU (as they were at the end, once the VM has stopped). */
   stats(): VcpuStats[] {
     return this.#finalStats ?? this.#collectStats();

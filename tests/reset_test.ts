@@ -45,3 +45,33 @@ Deno.test("20 reboots in place with RTC interrupts at 8192 Hz: all finish, nothi
     await s.close();
   }
 });
+
+Deno.test("pause stops every vCPU in place and resume lets the guest go on", async () => {
+  const s = await Scratch.create();
+  try {
+    // echo.S polls COM1, which is absent here (a floating bus reads 0xFF), so it
+    // exits to dhyve all the time: while paused, it must not.
+    const image = await s.write("echo.bin", await guestBytes("rm/echo"));
+    const config = configFromObject({
+      cpu: { cpus: 2 },
+      memory: { size: "16M" },
+      boot: { kind: "raw", image, address: 0x10000, entry: "real16" },
+      console: { com1: "none", com2: "none" },
+      device: [{ type: "debug-exit", port: 0xf4, size: 1 }],
+    }, `${s.dir}/vm.toml`);
+    const vm = await Vm.create(config);
+    await vm.start();
+    assert.equal(await vm.pause(), true);
+    assert.deepEqual(vm.machine.vcpus.map((v) => v.control.state), ["paused", "paused"]);
+    const exitsWhilePaused = vm.stats()[0].exits.io;
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(vm.stats()[0].exits.io, exitsWhilePaused, "no exits while paused");
+    vm.resume();
+    vm.requestSuspend({ kind: "poweroff", message: "test: done" });
+    const exit = await vm.wait();
+    assert.equal(exit.kind, "poweroff");
+    assert.equal(await vm.pause(), false, "a stopped VM does not pause");
+  } finally {
+    await s.close();
+  }
+});

@@ -179,7 +179,11 @@ export function loadMultiboot(
       kStart = Math.min(kStart, s.paddr);
       kEnd = Math.max(kEnd, s.paddr + s.memsz);
     }
-    entry = elf.entry;
+    // e_entry is a virtual address. A kernel linked where it is loaded has
+    // vaddr = paddr; a higher-half kernel is entered at the physical address
+    // of its entry, through the segment that holds it (as GRUB does).
+    const seg = elf.segments.find((x) => elf.entry >= x.vaddr && elf.entry < x.vaddr + x.memsz);
+    entry = seg ? elf.entry - seg.vaddr + seg.paddr : elf.entry;
   }
   if (!(entry >= kStart && entry < kEnd)) {
     throw new Error(
@@ -219,7 +223,7 @@ export function loadMultiboot(
 
   const lowRam = e820.find((e) => e.type === E820.RAM && e.addr === 0);
   const upperRam = e820.find((e) => e.type === E820.RAM && e.addr === LEGACY.end);
-  let flags = MB_INFO.MEMORY | MB_INFO.MEM_MAP | MB_INFO.CMDLINE | MB_INFO.MODS |
+  const flags = MB_INFO.MEMORY | MB_INFO.MEM_MAP | MB_INFO.CMDLINE | MB_INFO.MODS |
     MB_INFO.LOADER_NAME;
   // mem_lower: KiB from 0; mem_upper: KiB from 1 MiB to the first hole (3.3).
   mem.writeU32(info + 4, Math.min(640, Math.floor((lowRam?.size ?? 0) / 1024)));
@@ -243,7 +247,6 @@ export function loadMultiboot(
   mem.writeU32(info + 24, modsAddr);
   mem.writeU32(info + 16, putString(cmdline));
   mem.writeU32(info + 64, putString("dhyve"));
-  if (!(header.flags & MB_HEADER.MEMORY_INFO)) flags |= 0; // memory info is always given
   mem.writeU32(info, flags);
 
   const regs = {

@@ -481,3 +481,18 @@ Deno.test("kernels without a header or with an unloadable image are refused clea
     /module huge at \[0x101000, 0x[0-9a-f]+\) is not in guest RAM/,
   );
 });
+
+Deno.test("a higher-half ELF kernel is entered at the physical address of its entry point", () => {
+  // One segment linked at 0xC0100000 (virtual), loaded at 0x100000 (physical);
+  // e_entry 0xC0100020 becomes 0x100020: paging is off at entry (spec 3.2).
+  const img = elfKernel(0xc0100020, [{
+    paddr: 0x100000,
+    vaddr: 0xc0100000,
+    data: pattern(0x40, 5),
+    memsz: 0x40,
+  }]);
+  const { mem } = memory();
+  const { entry, layout: placed } = loadMultiboot(mem, e820, img, "", []);
+  assert.equal(entry.regs.rip, 0x100020n);
+  assert.equal(placed.kernel.entry, 0x100020);
+});

@@ -11,6 +11,7 @@ import type { VmConfig } from "../config.ts";
 import { computeLayout, FIRMWARE, type MemoryLayout, MMIO } from "../layout.ts";
 import { type IntxRoute, type PciRouting, pirqPossibleIrqs, routeIntx } from "../pci_routing.ts";
 import { IRQ, PORT } from "../platform.ts";
+import { HPET_MIN_PERIOD_TICKS } from "../../devices/hpet.ts";
 
 /** A processor as the tables list it. */
 export interface FirmwareCpu {
@@ -172,7 +173,7 @@ export function describePlatform(config: VmConfig): FirmwarePlatform {
       legacyCapable: true,
       vendorId: 0x8086,
       revision: 1,
-      minTick: 0x80,
+      minTick: HPET_MIN_PERIOD_TICKS,
     },
     ecam: { base: MMIO.ecamBase, segment: 0, startBus: 0, endBus: 255 },
     pciWindows: {
