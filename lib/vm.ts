@@ -9,7 +9,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { KVM_RUN_STRUCT } from "../cpu/kvm_abi.ts";
+import { KVM_MP_STATE, KVM_RUN_STRUCT } from "../cpu/kvm_abi.ts";
+import { getMpState, getRegs } from "../cpu/kvm.ts";
 import { libc, SIGUSR2 } from "../cpu/libc.ts";
 import type { VcpuWorkerMessage } from "../cpu/vcpu_worker.ts";
 import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
@@ -66,6 +67,8 @@ export function exitStatusOf(req: SuspendRequest): number {
 
 let signalUsers = 0;
 const noop = () => {};
+/** How long the vCPUs must make no exit to dhyve before the halt rule is checked (ms). */
+const HALT_CHECK_MS = 500;
 /** States in which a vCPU is out of its run loop. */
 const OUT_OF_LOOP = new Set(["suspended", "paused", "finished", "created"]);
 
@@ -81,6 +84,8 @@ export class Vm {
   #finalStats: VcpuStats[] | undefined;
   /** A host request (poweroff, ...) that came while a guest reset was being handled. */
   #hostRequest: SuspendRequest | undefined;
+  /** Exits of all vCPUs at the last halt check. */
+  #lastExits = -1;
 
   private constructor(machine: Machine, options: VmOptions) {
     this.machine = machine;
@@ -238,7 +243,8 @@ export class Vm {
         const seen = control.wakeCount();
         const req = control.suspendRequest();
         if (!req) {
-          await control.waitWake(seen, 1000);
+          await control.waitWake(seen, HALT_CHECK_MS);
+          if (control.wakeCount() === seen) await this.#checkHalt();
           continue;
         }
         const out = await this.#stopVcpus();
@@ -276,6 +282,40 @@ export class Vm {
       }
     } finally {
       this.close();
+    }
+  }
+
+  /**
+   * bhyve's halt rule: when every active vCPU is halted with interrupts
+   * disabled, nothing but an NMI could wake the machine, and no device sends
+   * one, so the VM halts (exit status 2). KVM handles HLT in the kernel, so
+   * this looks from outside: when the vCPUs made no exit to dhyve for a
+   * while, they are paused briefly and their MP state and RFLAGS.IF read.
+   * APs never started by INIT/SIPI are not active and do not count.
+   */
+  async #checkHalt(): Promise<void> {
+    const exits = this.machine.vcpus.reduce((n, v) => n + v.control.stats[0], 0);
+    const quiet = exits === this.#lastExits;
+    this.#lastExits = exits;
+    if (!quiet || this.#closed || !this.#started) return;
+    if (!(await this.pause())) return;
+    let active = 0, halted = 0;
+    try {
+      for (const v of this.machine.vcpus) {
+        const mp = getMpState(v.fd);
+        if (mp === KVM_MP_STATE.UNINITIALIZED || mp === KVM_MP_STATE.INIT_RECEIVED) continue;
+        active++;
+        // RFLAGS.IF is bit 9 (Intel SDM Vol. 1, 3.4.3).
+        if (mp === KVM_MP_STATE.HALTED && (getRegs(v.fd).rflags & 0x200n) === 0n) halted++;
+      }
+    } finally {
+      this.resume();
+    }
+    if (active > 0 && halted === active) {
+      this.machine.control.requestSuspend({
+        kind: "halt",
+        message: `halt: every vCPU (${active}) is halted with interrupts disabled`,
+      });
     }
   }
 

@@ -41,7 +41,7 @@ async function onTerminal(guest: `rm/${string}`, keys: string[], delayMs: number
 Deno.test("on a terminal, Ctrl-A h shows the escapes and Ctrl-A x quits with status 1", async () => {
   // Type only after Deno's 500 ms grace period, so the vCPU kick also proves that
   // dhyve's kick signal does not wake Deno's inspector (it listens on SIGUSR1).
-  const r = await onTerminal("rm/ready_halt", ["\x01h", "\x01x"], 1200);
+  const r = await onTerminal("rm/ready_idle", ["\x01h", "\x01x"], 1200);
   assert.equal(r.code, 1, r.text);
   assert.match(r.text, /ready/);
   assert.match(r.text, /Ctrl-A x +quit \(forced poweroff\)/);

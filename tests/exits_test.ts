@@ -1,7 +1,7 @@
 // Integration tests: real-mode guests on KVM drive every way a VM ends, and
 // the console in both directions. Each runs `main.ts up` as a subprocess.
 import assert from "node:assert/strict";
-import { runFlatGuest } from "./helpers.ts";
+import { dhyve, flatGuestToml, guestBytes, runFlatGuest, Scratch } from "./helpers.ts";
 
 Deno.test("a guest prints on COM1 and ends through debug-exit with (v << 1) | 1", async () => {
   const r = await runFlatGuest("rm/hello");
@@ -116,4 +116,26 @@ Deno.test("COM1 = none: the UART does not exist, the guest's polling reads a flo
 Deno.test("port 0x61 (PIT channel 2 gate) is KVM's: it works even with strict_io", async () => {
   const r = await runFlatGuest("rm/port61", { extra: "[vm]\nstrict_io = true\n" });
   assert.equal(r.code, 0x23, r.stderr);
+});
+
+Deno.test("every vCPU halted with interrupts disabled: the VM halts with status 2", async () => {
+  const r = await runFlatGuest("rm/ready_halt", { extra: "[cpu]\ncpus = 2\n" });
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stdout, "ready\n");
+  // The AP never got INIT/SIPI: it is not active and does not count.
+  assert.match(r.stderr, /halt: every vCPU \(1\) is halted with interrupts disabled/);
+});
+
+Deno.test("a guest idling with interrupts enabled is not halted", async () => {
+  const s = await Scratch.create();
+  try {
+    const image = await s.write("guest.bin", await guestBytes("rm/ready_idle"));
+    const toml = await s.write("vm.toml", flatGuestToml(image));
+    // It idles for ever: dhyve must still be running it after 2 s.
+    const r = await dhyve(["up", toml], { timeoutMs: 2000 });
+    assert.equal(r.stdout, "ready\n");
+    assert.equal(r.code, 137, `exited by itself with ${r.code}: ${r.stderr}`);
+  } finally {
+    await s.close();
+  }
 });

@@ -51,7 +51,7 @@ Deno.test("SIGTERM presses the ACPI power button of a guest that listens for it"
 });
 
 Deno.test("SIGTERM powers off a guest that does not listen to the power button", async () => {
-  const r = await signalled("rm/ready_halt", ["SIGTERM"]);
+  const r = await signalled("rm/ready_idle", ["SIGTERM"]);
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /SIGTERM: forced poweroff/);
 });

@@ -1,7 +1,7 @@
 /*
  * pwrbtn_deaf.S: enables the ACPI power button event (PWRBTN_EN, port
- * 0x402), prints "ready" on COM1 and halts without ever looking at it: a
- * guest whose OS hangs before handling the button. Real mode.
+ * 0x402), prints "ready" on COM1 and idles (sti; hlt) without ever looking
+ * at it: a guest whose OS hangs before handling the button. Real mode.
  */
 	.code16
 	.text
@@ -24,7 +24,7 @@ _start:
 	outb %al, %dx
 	jmp 1b
 halt:
-	cli
+	sti
 	hlt
 	jmp halt
 msg:

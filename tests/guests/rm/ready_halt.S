@@ -1,6 +1,7 @@
 /*
- * ready_halt.S: prints "ready" on COM1, then halts with interrupts off, as a
- * guest that does not listen to ACPI would sit. Real mode.
+ * ready_halt.S: prints "ready" on COM1, then halts with interrupts disabled
+ * (cli; hlt): only an NMI could wake the machine, so dhyve ends the VM with
+ * bhyve's "halt" (exit status 2). Real mode.
  */
 	.code16
 	.text
