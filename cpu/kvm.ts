@@ -38,6 +38,8 @@ import {
   KVM_MSRS_STRUCT,
   KVM_PIC_STATE_STRUCT,
   KVM_PIT_CONFIG_STRUCT,
+  KVM_PIT_FLAGS_HPET_LEGACY,
+  KVM_PIT_STATE2_STRUCT,
   KVM_REGS_STRUCT,
   KVM_RUN_STRUCT,
   KVM_SREGS_STRUCT,
@@ -257,6 +259,24 @@ export function setPicLevelIrqs(vmFd: number, levelIrqs: readonly number[]): voi
     buf[at + KVM_PIC_STATE_STRUCT.o.elcr] = elcr & buf[at + KVM_PIC_STATE_STRUCT.o.elcrMask];
     ioctlBuf(vmFd, "KVM_SET_IRQCHIP", buf, `pic ${chip}`);
   }
+}
+
+/**
+ * Tells the in-kernel PIT whether the HPET's LegacyReplacement is on
+ * (KVM_PIT_FLAGS_HPET_LEGACY): while it is, the PIT raises no IRQ 0
+ * (IA-PC HPET 1.0a, 2.3.5). KVM_GET_PIT2, then KVM_SET_PIT2.
+ */
+export function setPitHpetLegacy(vmFd: number, on: boolean): void {
+  const buf = new Uint8Array(KVM_PIT_STATE2_STRUCT.size);
+  const dv = new DataView(buf.buffer);
+  ioctlBuf(vmFd, "KVM_GET_PIT2", buf);
+  const flags = dv.getUint32(KVM_PIT_STATE2_STRUCT.o.flags, true);
+  dv.setUint32(
+    KVM_PIT_STATE2_STRUCT.o.flags,
+    on ? flags | KVM_PIT_FLAGS_HPET_LEGACY : flags & ~KVM_PIT_FLAGS_HPET_LEGACY,
+    true,
+  );
+  ioctlBuf(vmFd, "KVM_SET_PIT2", buf);
 }
 
 /** KVM_PIT_SPEAKER_DUMMY: port 0x61 reads are answered by KVM. */

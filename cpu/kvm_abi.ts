@@ -331,6 +331,15 @@ export const KVM_PIC_STATE_STRUCT = struct("kvm_pic_state", 16, {
   elcrMask: ["elcr_mask", 15],
 });
 
+/** struct kvm_pit_state2: KVM_GET/SET_PIT2 (the in-kernel 8254's channels and flags). */
+export const KVM_PIT_STATE2_STRUCT = struct("kvm_pit_state2", 112, {
+  channels: ["channels", 0],
+  flags: ["flags", 72],
+});
+
+/** kvm_pit_state2.flags: the HPET's LegacyReplacement disconnected the PIT's IRQ 0. */
+export const KVM_PIT_FLAGS_HPET_LEGACY = 0x1;
+
 /** Every layout, for the header check. */
 export const ALL_STRUCTS: readonly StructLayout[] = [
   KVM_RUN_STRUCT,
@@ -361,6 +370,7 @@ export const ALL_STRUCTS: readonly StructLayout[] = [
   KVM_IOEVENTFD_STRUCT,
   KVM_IRQCHIP_STRUCT,
   KVM_PIC_STATE_STRUCT,
+  KVM_PIT_STATE2_STRUCT,
 ];
 
 // --- ioctl numbers (include/uapi/asm-generic/ioctl.h) ---------------------
@@ -430,6 +440,8 @@ export const IOCTL = Object.freeze({
   KVM_SET_GUEST_DEBUG: iow(0x9b, KVM_GUEST_DEBUG_STRUCT.size),
   KVM_GET_VCPU_EVENTS: ior(0x9f, KVM_VCPU_EVENTS_STRUCT.size),
   KVM_SET_VCPU_EVENTS: iow(0xa0, KVM_VCPU_EVENTS_STRUCT.size),
+  KVM_GET_PIT2: ior(0x9f, KVM_PIT_STATE2_STRUCT.size),
+  KVM_SET_PIT2: iow(0xa0, KVM_PIT_STATE2_STRUCT.size),
   KVM_GET_DEBUGREGS: ior(0xa1, KVM_DEBUGREGS_STRUCT.size),
   KVM_SET_DEBUGREGS: iow(0xa2, KVM_DEBUGREGS_STRUCT.size),
 });

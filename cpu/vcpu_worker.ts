@@ -188,7 +188,10 @@ function start(init: VcpuWorkerInit): void {
   /** The run loop; returns when the VM suspends or the vCPU is told to pause or exit. */
   const runLoop = (): void => {
     if (control.firstRunNs === 0) {
-      control.markFirstRun(performance.timeOrigin + performance.now(), c.monotonicNs(init.shared.clockBaseSec));
+      control.markFirstRun(
+        performance.timeOrigin + performance.now(),
+        c.monotonicNs(init.shared.clockBaseSec),
+      );
     }
     for (;;) {
       if (control.request !== VCPU_REQUEST.none || vmc.suspending) return;

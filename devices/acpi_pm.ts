@@ -11,8 +11,13 @@
  * - PM timer (4 bytes): a free-running 3.579545 MHz counter, 32 bits wide
  *   (the FADT sets TMR_VAL_EXT). TMR_STS is set whenever bit 31 changes.
  *
+ * - GPE0 block (4 bytes): GPE0_STS (write 1 to clear) and GPE0_EN, 16
+ *   general-purpose events (4.8.4.1). The power button is GPE 0: dhyve's
+ *   button is a control-method one (\_SB.PWRB, FADT PWR_BUTTON = 1), which
+ *   the DSDT's \_GPE._E00 notifies.
+ *
  * The SCI is a level-triggered line, asserted while SCI_EN is set and some
- * PM1_STS bit is set together with its PM1_EN bit. The firmware has no SMI
+ * PM1_STS or GPE0_STS bit is set together with its enable bit. The firmware has no SMI
  * command port (FADT SMI_CMD = 0), so the machine is always in ACPI mode and
  * SCI_EN is set at reset (ACPI 6.5, 4.8.3.2.1).
  *
@@ -59,6 +64,9 @@ export const PM1_CNT = Object.freeze({
   SLP_EN: 1 << 13,
 });
 
+/** The general-purpose event of the power button (GPE0_STS/GPE0_EN bit). */
+export const POWER_BUTTON_GPE = 0;
+
 /** The SLP_TYPx value of S5 in dhyve's \_S5 package (bhyve uses 5 as well). */
 export const SLP_TYP_S5 = 5;
 /** The PM timer frequency in Hz (ACPI 6.5, 4.8.3.3). */
@@ -75,6 +83,8 @@ export const AcpiPmState = defineState("acpi-pm", 1, {
   sts: "u16",
   en: "u16",
   cnt: "u16",
+  gpeSts: "u16",
+  gpeEn: "u16",
   /** Clock value (ns) at which the PM timer read 0. */
   timerOrigin: "f64",
   /** The timer's bit 31 when TMR_STS was last evaluated. */
@@ -143,28 +153,32 @@ export class AcpiPm implements TimerOwner {
   }
 
   #updateSci(): void {
-    const level = (this.#s.cnt & PM1_CNT.SCI_EN) !== 0 && (this.#s.sts & this.#s.en) !== 0;
+    const s = this.#s;
+    const level = (s.cnt & PM1_CNT.SCI_EN) !== 0 &&
+      ((s.sts & s.en) !== 0 || (s.gpeSts & s.gpeEn) !== 0);
     if (level === this.#s.sciLevel) return;
     this.#s.sciLevel = level;
     if (level) this.#sci.assert();
     else this.#sci.deassert();
   }
 
-  /** Presses the power button: PWRBTN_STS, and an SCI if PWRBTN_EN (the guest shuts down). */
+  /** Presses the power button: its GPE status bit, and an SCI if the GPE is enabled (the guest shuts down). */
   pressPowerButton(): void {
-    this.#s.sts |= PM1_STS.PWRBTN;
+    this.#s.gpeSts |= 1 << POWER_BUTTON_GPE;
     this.#updateSci();
   }
 
-  /** Whether the guest enabled the power button event (an OS is listening). */
+  /** Whether the guest enabled the power button's GPE (an ACPI OS is listening). */
   get powerButtonEnabled(): boolean {
-    return (this.#s.en & PM1_EN.PWRBTN) !== 0 && (this.#s.cnt & PM1_CNT.SCI_EN) !== 0;
+    return (this.#s.gpeEn & (1 << POWER_BUTTON_GPE)) !== 0 && (this.#s.cnt & PM1_CNT.SCI_EN) !== 0;
   }
 
   /** Power-on state: ACPI mode (SCI_EN), all events clear and disabled, timer restarted. */
   reset(): void {
     this.#s.sts = 0;
     this.#s.en = 0;
+    this.#s.gpeSts = 0;
+    this.#s.gpeEn = 0;
     this.#s.cnt = PM1_CNT.SCI_EN;
     this.#s.timerOrigin = this.#clock.now();
     this.#s.timerBit31 = 0;
@@ -219,6 +233,28 @@ export class AcpiPm implements TimerOwner {
             kind: "poweroff",
             message: "ACPI S5: SLP_EN with SLP_TYP 5 in PM1a_CNT",
           });
+        }
+      }
+      this.#updateSci();
+    },
+  };
+
+  /** The GPE0 block (GPE0_STS at 0, GPE0_EN at 2; byte-accessible, 4.8.4.1). */
+  readonly gpe: BusDevice = {
+    read: (offset: number, size: AccessSize): number => {
+      const regs = this.#s.gpeSts | (this.#s.gpeEn << 16);
+      return size >= 4 && offset === 0
+        ? regs >>> 0
+        : (regs >>> (offset * 8)) & (size === 1 ? 0xff : 0xffff);
+    },
+    write: (offset: number, size: AccessSize, value: number): void => {
+      for (let i = 0; i < size && offset + i < 4; i++) {
+        const byte = (value >>> (i * 8)) & 0xff;
+        const at = offset + i;
+        if (at < 2) this.#s.gpeSts &= ~(byte << (at * 8)); // write 1 to clear
+        else {
+          const shift = (at - 2) * 8;
+          this.#s.gpeEn = (this.#s.gpeEn & ~(0xff << shift)) | (byte << shift);
         }
       }
       this.#updateSci();

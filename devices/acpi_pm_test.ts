@@ -7,6 +7,7 @@ import {
   PM1_EN,
   PM1_STS,
   PM_TIMER_HZ,
+  POWER_BUTTON_GPE,
   SLP_TYP_S5,
 } from "./acpi_pm.ts";
 
@@ -96,16 +97,18 @@ Deno.test("TMR_STS is set when bit 31 of the timer flips, in both directions", (
 });
 
 Deno.test("PM1_STS is write-1-to-clear, lane by lane", () => {
-  const { clock, pm } = setup();
+  const { clock, pm, state } = setup();
   clock.t = T0 + Number(dtFor(2n ** 31n));
-  pm.pressPowerButton();
+  // PWRBTN_STS as a restored state would hold it (no dhyve event sets it:
+  // the power button is a GPE); TMR_STS from the timer.
+  state.sts |= PM1_STS.PWRBTN;
   const sts = () => pm.event.read(0, 2);
   assert.equal(sts(), PM1_STS.TMR | PM1_STS.PWRBTN);
   pm.event.write(0, 2, 0); // writing zeros clears nothing
   assert.equal(sts(), PM1_STS.TMR | PM1_STS.PWRBTN);
   pm.event.write(1, 1, 0x01); // byte 1 bit 0 = PWRBTN_STS (bit 8)
   assert.equal(sts(), PM1_STS.TMR);
-  pm.pressPowerButton();
+  state.sts |= PM1_STS.PWRBTN;
   pm.event.write(0, 1, 0xff); // the low lane cannot reach bit 8
   assert.equal(sts(), PM1_STS.PWRBTN);
   assert.equal(pm.event.read(1, 1), 0x01);
@@ -115,7 +118,7 @@ Deno.test("PM1_STS is write-1-to-clear, lane by lane", () => {
 });
 
 Deno.test("PM1_EN reads back what was written, limited to its defined bits", () => {
-  const { pm } = setup();
+  const { pm, state } = setup();
   pm.event.write(2, 2, 0xffff);
   const all = PM1_EN.TMR | PM1_EN.GBL | PM1_EN.PWRBTN | PM1_EN.SLPBTN | PM1_EN.RTC;
   assert.equal(all, 0x0721);
@@ -127,36 +130,54 @@ Deno.test("PM1_EN reads back what was written, limited to its defined bits", () 
   pm.event.write(2, 1, 0x00);
   assert.equal(pm.event.read(2, 2), 0x0100);
   // A dword write covers STS (write 1 to clear) and EN together.
-  pm.pressPowerButton();
+  state.sts |= PM1_STS.PWRBTN;
   pm.event.write(0, 4, (PM1_EN.TMR << 16) | PM1_STS.PWRBTN);
   assert.equal(pm.event.read(0, 4), PM1_EN.TMR << 16);
   assert.equal(pm.event.read(0, 2), 0, "STS lanes read separately");
 });
 
-Deno.test("the SCI follows SCI_EN && (PM1_STS & PM1_EN)", () => {
-  const { sci, pm } = setup();
+Deno.test("the SCI follows SCI_EN && (PM1_STS & PM1_EN || GPE0_STS & GPE0_EN)", () => {
+  const { clock, sci, pm } = setup();
   assert.deepEqual(sci.calls, [], "nothing pending after reset");
-  pm.pressPowerButton();
-  assert.equal(sci.level, false, "PWRBTN_STS alone raises no SCI");
-  assert.equal(pm.event.read(0, 2) & PM1_STS.PWRBTN, PM1_STS.PWRBTN);
-  pm.event.write(2, 2, PM1_EN.PWRBTN); // enabling a pending event raises it
+  clock.t = T0 + Number(dtFor(2n ** 31n)); // TMR_STS
+  assert.equal(pm.event.read(0, 2) & PM1_STS.TMR, PM1_STS.TMR);
+  assert.equal(sci.level, false, "TMR_STS alone raises no SCI");
+  pm.event.write(2, 2, PM1_EN.TMR); // enabling a pending event raises it
   assert.equal(sci.level, true);
-  pm.event.write(2, 2, PM1_EN.PWRBTN | PM1_EN.RTC); // no change of level, no new edge
+  pm.event.write(2, 2, PM1_EN.TMR | PM1_EN.RTC); // no change of level, no new edge
   assert.deepEqual(sci.calls, ["assert"]);
-  pm.event.write(0, 2, PM1_STS.PWRBTN); // clearing the status drops it
+  pm.event.write(0, 2, PM1_STS.TMR); // clearing the status drops it
   assert.equal(sci.level, false);
-  pm.pressPowerButton();
+  pm.pressPowerButton(); // GPE 0, not enabled
+  assert.equal(sci.level, false);
+  pm.gpe.write(2, 1, 1 << POWER_BUTTON_GPE); // enabling the pending GPE raises it
   assert.equal(sci.level, true);
-  pm.event.write(2, 2, 0); // disabling drops it too
+  pm.gpe.write(2, 2, 0); // disabling drops it too
   assert.equal(sci.level, false);
   assert.deepEqual(sci.calls, ["assert", "deassert", "assert", "deassert"]);
+});
+
+Deno.test("GPE0_STS is write-1-to-clear and GPE0_EN reads back, byte lanes included", () => {
+  const { pm } = setup();
+  pm.gpe.write(2, 2, 0xabcd);
+  assert.equal(pm.gpe.read(2, 2), 0xabcd);
+  assert.equal(pm.gpe.read(3, 1), 0xab);
+  pm.pressPowerButton();
+  assert.equal(pm.gpe.read(0, 2), 1 << POWER_BUTTON_GPE);
+  assert.equal(pm.gpe.read(0, 4), ((0xabcd << 16) | (1 << POWER_BUTTON_GPE)) >>> 0);
+  pm.gpe.write(0, 1, 0); // zeros clear nothing
+  assert.equal(pm.gpe.read(0, 1), 1 << POWER_BUTTON_GPE);
+  pm.gpe.write(0, 1, 1 << POWER_BUTTON_GPE);
+  assert.equal(pm.gpe.read(0, 2), 0);
+  pm.reset();
+  assert.equal(pm.gpe.read(0, 4), 0);
 });
 
 Deno.test("no SCI while SCI_EN is clear (a state restored without it)", () => {
   const clock = new FakeClock();
   const sci = new FakeIrq();
   const state = AcpiPmState.create();
-  state.en = PM1_EN.PWRBTN;
+  state.gpeEn = 1 << POWER_BUTTON_GPE;
   state.cnt = 0;
   const pm = new AcpiPm({ clock, sci, platform: new FakePlatform() }, state);
   assert.equal(pm.powerButtonEnabled, false);
@@ -168,18 +189,19 @@ Deno.test("no SCI while SCI_EN is clear (a state restored without it)", () => {
   assert.equal(sci.level, true);
 });
 
-Deno.test("the power button with and without PWRBTN_EN", () => {
+Deno.test("the power button is GPE 0: with and without the GPE enabled", () => {
   const { sci, pm } = setup();
   assert.equal(pm.powerButtonEnabled, false, "no OS listening yet");
   pm.pressPowerButton();
   assert.deepEqual(sci.calls, []);
-  pm.event.write(0, 2, PM1_STS.PWRBTN);
-  pm.event.write(2, 2, PM1_EN.PWRBTN);
+  pm.gpe.write(0, 2, 1 << POWER_BUTTON_GPE);
+  pm.gpe.write(2, 2, 1 << POWER_BUTTON_GPE);
   assert.equal(pm.powerButtonEnabled, true);
   assert.deepEqual(sci.calls, []);
   pm.pressPowerButton();
   assert.deepEqual(sci.calls, ["assert"]);
-  assert.equal(pm.event.read(0, 2), PM1_STS.PWRBTN);
+  assert.equal(pm.gpe.read(0, 2), 1 << POWER_BUTTON_GPE);
+  assert.equal(pm.event.read(0, 2) & PM1_STS.PWRBTN, 0, "there is no fixed-hardware button");
   pm.pressPowerButton(); // a second press while pending changes nothing
   assert.deepEqual(sci.calls, ["assert"]);
 });
@@ -228,6 +250,7 @@ Deno.test("SCI_EN cannot be cleared and PM1_CNT keeps only its stored bits", () 
 Deno.test("reset() returns to power-on state and drops the SCI", () => {
   const { clock, sci, pm } = setup();
   pm.event.write(2, 2, PM1_EN.PWRBTN | PM1_EN.RTC);
+  pm.gpe.write(2, 2, 1 << POWER_BUTTON_GPE);
   pm.pressPowerButton();
   pm.control.write(0, 2, (3 << 10) | PM1_CNT.BM_RLD);
   assert.equal(sci.level, true);
@@ -237,6 +260,7 @@ Deno.test("reset() returns to power-on state and drops the SCI", () => {
   assert.equal(sci.level, false);
   assert.deepEqual(sci.calls, ["assert", "deassert"]);
   assert.equal(pm.event.read(0, 4), 0, "STS and EN clear");
+  assert.equal(pm.gpe.read(0, 4), 0, "GPE0 STS and EN clear");
   assert.equal(pm.control.read(0, 2), PM1_CNT.SCI_EN);
   assert.equal(pm.timer.read(0, 4), 0, "the timer restarts");
   clock.t += 1e9;
@@ -247,10 +271,12 @@ Deno.test("reset() returns to power-on state and drops the SCI", () => {
 Deno.test("the state lives in the shared layout (another bind sees the registers)", () => {
   const { state, pm } = setup();
   pm.event.write(2, 2, PM1_EN.PWRBTN);
+  pm.gpe.write(2, 2, 1 << POWER_BUTTON_GPE);
   pm.pressPowerButton();
   const other = AcpiPmState.bind(AcpiPmState.bufferOf(state));
   assert.equal(other.en, PM1_EN.PWRBTN);
-  assert.equal(other.sts, PM1_STS.PWRBTN);
+  assert.equal(other.gpeSts, 1 << POWER_BUTTON_GPE);
+  assert.equal(other.gpeEn, 1 << POWER_BUTTON_GPE);
   assert.equal(other.cnt, PM1_CNT.SCI_EN);
   assert.equal(other.timerOrigin, T0);
   assert.equal(other.sciLevel, true);

@@ -175,11 +175,50 @@ abstract class Bus {
   }
 }
 
+/**
+ * Decodes ports no fixed range claims: PCI I/O BARs, which the OS may move
+ * anywhere. It sees absolute ports and says whether it claimed the access.
+ */
+export interface PortFallback {
+  /** A read; undefined when nothing claims the port. */
+  read(port: number, size: AccessSize): number | undefined;
+  /** A write; false when nothing claims the port. */
+  write(port: number, size: AccessSize, value: number): boolean;
+}
+
 /** The x86 port I/O space, 64 KiB of ports, with O(1) lookup. */
 export class PortBus extends Bus {
   readonly kind = "pio" as const;
   /** port -> 1 + index into `ranges`, 0 when unclaimed. */
   readonly #map = new Uint16Array(0x10000);
+  #fallback: PortFallback | undefined;
+
+  /** Sets the decoder of ports no range claims (run under the device lock). */
+  setFallback(fallback: PortFallback): void {
+    this.#fallback = fallback;
+  }
+
+  #fallbackRead(port: number, size: AccessSize): number | undefined {
+    const f = this.#fallback;
+    if (!f) return undefined;
+    this.lock.acquire();
+    try {
+      return f.read(port, size);
+    } finally {
+      this.lock.release();
+    }
+  }
+
+  #fallbackWrite(port: number, size: AccessSize, value: number): boolean {
+    const f = this.#fallback;
+    if (!f) return false;
+    this.lock.acquire();
+    try {
+      return f.write(port, size, (value & MASK[size]) >>> 0);
+    } finally {
+      this.lock.release();
+    }
+  }
 
   /** Claims [base, base+length) for `device`. Throws on overlap. */
   register(range: BusRange): void {
@@ -208,7 +247,7 @@ export class PortBus extends Bus {
       const r = this.ranges[i - 1];
       return this.doRead(r, port - r.base, size);
     }
-    return this.unclaimed(port, size, false);
+    return this.#fallbackRead(port, size) ?? this.unclaimed(port, size, false);
   }
 
   /** An OUT of `size` bytes to `port`; decoded by the first port like {@linkcode PortBus.read}. */
@@ -218,7 +257,7 @@ export class PortBus extends Bus {
       const r = this.ranges[i - 1];
       return this.doWrite(r, port - r.base, size, value);
     }
-    this.unclaimed(port, size, true, value);
+    if (!this.#fallbackWrite(port, size, value)) this.unclaimed(port, size, true, value);
   }
 }
 

@@ -439,3 +439,33 @@ Deno.test("list() returns ranges sorted by base with their flags", () => {
     ["lapic", false],
   ]);
 });
+
+Deno.test("PortBus: ports no range claims go to the fallback (I/O BARs), under the lock, before the unclaimed policy", () => {
+  const lock = new FakeLock();
+  const policy = new RecordingPolicy();
+  const bus = new PortBus(lock, policy);
+  bus.register(range("com1", 0x3f8, 8, new Recorder(lock, () => 0x12)));
+  const seen: string[] = [];
+  bus.setFallback({
+    read: (port, size) => {
+      seen.push(`r ${port.toString(16)} ${size} locked=${lock.held}`);
+      return port === 0xc000 ? 0xabcd : undefined;
+    },
+    write: (port, size, value) => {
+      seen.push(`w ${port.toString(16)} ${size} ${value.toString(16)}`);
+      return port === 0xc000;
+    },
+  });
+  assert.equal(bus.read(0xc000, 2), 0xabcd);
+  bus.write(0xc000, 1, 0x1ff); // masked to the access size
+  assert.equal(bus.read(0xc004, 1), 0xff, "unclaimed by the fallback too");
+  bus.write(0xc004, 1, 1);
+  assert.equal(bus.read(0x3f8, 1), 0x12, "a fixed range never reaches the fallback");
+  assert.deepEqual(seen, [
+    "r c000 2 locked=true",
+    "w c000 1 ff",
+    "r c004 1 locked=true",
+    "w c004 1 1",
+  ]);
+  assert.deepEqual(policy.seen, [["pio", 0xc004, 1, false], ["pio", 0xc004, 1, true]]);
+});

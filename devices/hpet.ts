@@ -30,10 +30,9 @@
  * several level timers are wired-OR.
  *
  * LegacyReplacement: the spec disconnects the 8254 and RTC interrupts while
- * LEG_RT_CNF is set (2.3.5). dhyve cannot disconnect KVM's in-kernel PIT nor
- * its own RTC from here, so the platform leaves them connected; guests that
- * use legacy mode (Linux, Windows) stop the PIT themselves and leave the
- * RTC's interrupts disabled.
+ * LEG_RT_CNF is set (2.3.5). The model reports the change through
+ * `legacyReplacement`; the platform then disconnects the RTC's IRQ 8 and
+ * tells KVM's in-kernel PIT (KVM_PIT_FLAGS_HPET_LEGACY).
  *
  * All state lives in {@linkcode HpetState}; the VM's device lock serializes
  * guest accesses and `onTimer`.
@@ -226,6 +225,12 @@ export interface HpetDeps {
   irq: (gsi: number) => IrqLine;
   /** FSB (MSI) delivery. */
   msi: MsiSink;
+  /**
+   * LegacyReplacement turned on or off (ENABLE_CNF and LEG_RT_CNF both set;
+   * 2.3.5): while it is on the platform disconnects the 8254's IRQ 0 and the
+   * RTC's IRQ 8, whose pins the HPET's timers 0 and 1 then drive.
+   */
+  legacyReplacement?: (on: boolean) => void;
 }
 
 /** Where timer n's interrupt goes. */
@@ -237,6 +242,7 @@ export class Hpet implements BusDevice, TimerOwner {
   readonly #timers: readonly Timer[];
   readonly #irq: (gsi: number) => IrqLine;
   readonly #msi: MsiSink;
+  readonly #legacy: ((on: boolean) => void) | undefined;
   readonly #lines = new Map<number, IrqLine>();
   readonly #s: HpetRegisters;
 
@@ -250,6 +256,7 @@ export class Hpet implements BusDevice, TimerOwner {
     this.#timers = deps.timers;
     this.#irq = deps.irq;
     this.#msi = deps.msi;
+    this.#legacy = deps.legacyReplacement;
     if (state) {
       this.#s = state;
     } else {
@@ -271,7 +278,10 @@ export class Hpet implements BusDevice, TimerOwner {
   reset(): void {
     const s = this.#s;
     const gsiLevel = s.gsiLevel;
+    const wasLegacy =
+      (s.config & (GEN_CONF_ENABLE | GEN_CONF_LEG_RT)) === (GEN_CONF_ENABLE | GEN_CONF_LEG_RT);
     HpetState.clear(s);
+    if (wasLegacy) this.#legacy?.(false);
     s.gsiLevel = gsiLevel;
     for (let n = 0; n < HPET_TIMERS; n++) {
       s.conf[n] = TN_CAPS;
@@ -524,6 +534,9 @@ export class Hpet implements BusDevice, TimerOwner {
     const s = this.#s;
     const old = s.config;
     s.config = value & GEN_CONF_WRITABLE;
+    const legacy = (c: number) =>
+      (c & (GEN_CONF_ENABLE | GEN_CONF_LEG_RT)) === (GEN_CONF_ENABLE | GEN_CONF_LEG_RT);
+    if (legacy(old) !== legacy(s.config)) this.#legacy?.(legacy(s.config));
     if (!(old & GEN_CONF_ENABLE) && s.config & GEN_CONF_ENABLE) {
       this.#start(now);
     } else if (old & GEN_CONF_ENABLE && !(s.config & GEN_CONF_ENABLE)) {

@@ -462,3 +462,27 @@ Deno.test("hpet: below the minimum tick, matches coalesce; the comparator still 
   fire(0);
   assert.equal(lines.get(21)!.calls.length, 2);
 });
+
+Deno.test("hpet: LegacyReplacement is reported when it turns on and off (enable and LEG_RT both set)", () => {
+  const calls: boolean[] = [];
+  const clock = new FakeClock();
+  const timers = Array.from({ length: HPET_TIMERS }, () => new FakeTimer());
+  const hpet = new Hpet({
+    clock,
+    timers,
+    irq: () => new FakeIrq(),
+    msi: new FakeMsi(),
+    legacyReplacement: (on) => calls.push(on),
+  });
+  const w32 = (o: number, v: number) => hpet.write(o, 4, v);
+  w32(HPET_GEN_CONF, GEN_CONF_LEG_RT); // not enabled: no legacy routing yet
+  assert.deepEqual(calls, []);
+  w32(HPET_GEN_CONF, GEN_CONF_LEG_RT | GEN_CONF_ENABLE);
+  w32(HPET_GEN_CONF, GEN_CONF_LEG_RT | GEN_CONF_ENABLE); // no change, no call
+  assert.deepEqual(calls, [true]);
+  w32(HPET_GEN_CONF, GEN_CONF_ENABLE);
+  assert.deepEqual(calls, [true, false]);
+  w32(HPET_GEN_CONF, GEN_CONF_LEG_RT | GEN_CONF_ENABLE);
+  hpet.reset(); // power-on: legacy off again
+  assert.deepEqual(calls, [true, false, true, false]);
+});

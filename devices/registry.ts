@@ -11,6 +11,7 @@
 import { AcpiPm, AcpiPmState } from "./acpi_pm.ts";
 import { DebugExit } from "./debug_exit.ts";
 import type { BusDevice, Clock, IrqLine, MsiSink, Output, Platform, Timer } from "./device.ts";
+import type { PortFallback } from "./bus.ts";
 import { I8042, I8042State } from "./i8042.ts";
 import { PostPort, PostState } from "./post.ts";
 import { ResetControl, ResetControlState } from "./reset_control.ts";
@@ -42,6 +43,8 @@ export interface DeviceContext {
   hostTime(): number;
   /** The GSI that reaches only the 8259's IRQ `irq` (PCI INTx through a PIRQ link). */
   picOnlyGsi(irq: number): number;
+  /** Disconnects (or reconnects) the in-kernel PIT's IRQ 0: the HPET's LegacyReplacement. */
+  pitHpetLegacy(on: boolean): void;
 }
 
 /** A device as plain data: what to build and where its state lives. */
@@ -98,6 +101,10 @@ export interface AttachedDevice {
   onTimer?(id: number): void;
   /** Present on devices that write console output: a backend that was full has room again. */
   onOutputReady?(): void;
+  /** Present on the RTC: connects or disconnects its IRQ output (HPET LegacyReplacement). */
+  irqGate?(connected: boolean): void;
+  /** Present on the PCI host: decodes ports no fixed range claims (I/O BARs). */
+  readonly ioFallback?: PortFallback;
 }
 
 /** A device model in the registry. */
@@ -123,6 +130,12 @@ const num = (spec: Pick<DeviceSpec, "name" | "options">, key: string): number =>
 };
 
 const EMPTY_STATE = () => new SharedArrayBuffer(8);
+
+/** Ports that are decoded but do nothing: writes are dropped, reads float (all ones). */
+const FLOATING: BusDevice = {
+  read: (_offset, size) => (size >= 4 ? 0xffffffff : (1 << (size * 8)) - 1),
+  write: () => {},
+};
 
 /** An INTx route as PCI specs carry it (lib/pci_routing.ts IntxRoute). */
 interface SpecIntxRoute {
@@ -284,6 +297,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
               device: pm.timer,
               lockFree: true,
             },
+            { bus: "pio", name: "gpe0", base: base + 12, length: 4, device: pm.gpe },
           ],
           reset: () => pm.reset(),
           onTimer: (id) => pm.onTimer(id),
@@ -343,6 +357,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
           ],
           reset: () => rtc.reset(),
           powerOn: () => rtc.powerOn(),
+          irqGate: (connected) => rtc.setIrqConnected(connected),
           onTimer: (id) => rtc.onTimer(id),
         };
       },
@@ -367,6 +382,11 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
             return line;
           },
           msi: ctx.msi,
+          // LegacyReplacement disconnects the PIT's IRQ 0 and the RTC's IRQ 8 (2.3.5).
+          legacyReplacement: (on) => {
+            ctx.device("rtc")?.irqGate?.(!on);
+            ctx.pitHpetLegacy(on);
+          },
         }, HpetState.bind(spec.state));
         return {
           spec,
@@ -440,6 +460,17 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
               device: d.configAddress,
             },
             { bus: "pio", name: "pci-config-data", base: 0xcfc, length: 4, device: d.configData },
+            // 0xCFA-0xCFB: byte ports of the old configuration mechanism #2. Linux
+            // writes 0xCFB while probing for mechanism #1 (arch/x86/pci/direct.c);
+            // accept and ignore it so strict_io guests still boot. Reads float.
+            {
+              bus: "pio",
+              name: "pci-config-probe",
+              base: 0xcfa,
+              length: 2,
+              device: FLOATING,
+              lockFree: true,
+            },
             {
               bus: "mmio",
               name: "pci-ecam",
@@ -463,6 +494,11 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
             },
           ],
           reset: () => host.reset(),
+          // I/O BARs are decoded wherever the OS puts them, below any fixed port.
+          ioFallback: {
+            read: (port, size) => host.ioRead(port, size),
+            write: (port, size, v) => host.ioWrite(port, size, v),
+          },
         };
       },
     },

@@ -413,6 +413,8 @@ export const RtcState = defineState("mc146818", 1, {
   deadline: "f64",
   /** The level driven on IRQ 8. */
   irqLevel: "bool",
+  /** The IRQ output is disconnected (HPET LegacyReplacement, IA-PC HPET 1.0a 2.3.5). */
+  disconnected: "bool",
 });
 
 /** A bound {@linkcode RtcState}. */
@@ -850,10 +852,22 @@ export class Rtc implements BusDevice, TimerOwner {
       ((s.flags & REG_C_UF) !== 0 && (s.regB & REG_B_UIE) !== 0);
   }
 
+  /**
+   * Connects or disconnects the IRQ output. While the HPET's LegacyReplacement
+   * is on, its timer 1 drives IRQ 8 and the RTC's interrupt is disconnected
+   * (IA-PC HPET 1.0a, 2.3.5); the RTC itself runs on and sets its flags.
+   */
+  setIrqConnected(connected: boolean): void {
+    this.#s.disconnected = !connected;
+    const now = this.#clock.now();
+    this.#advance(now);
+    this.#finish(now);
+  }
+
   /** Drives the IRQ line from IRQF and arms the timer for the next event. */
   #finish(now: number): void {
     const s = this.#s;
-    const level = this.#irqf();
+    const level = !s.disconnected && this.#irqf();
     if (level !== s.irqLevel) {
       s.irqLevel = level;
       if (level) this.#irq.assert();

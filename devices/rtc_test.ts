@@ -543,3 +543,21 @@ Deno.test("rtc: the state binds in another instance (another thread) and sees th
   other.write(0, 1, RTC_SECONDS);
   assert.equal(rtc.read(1, 1), 0x33);
 });
+
+Deno.test("rtc: a disconnected IRQ output (HPET LegacyReplacement) drops the line; the flags go on", () => {
+  const { clock, irq, timer, rd, wr, rtc } = setup();
+  wr(RTC_REG_B, REG_B_24H | REG_B_PIE);
+  clock.t = timer.armed!;
+  rtc.onTimer(0);
+  assert.equal(irq.level, true);
+  rtc.setIrqConnected(false);
+  assert.equal(irq.level, false, "disconnected: the line drops although IRQF is set");
+  rtc.setIrqConnected(true);
+  assert.equal(irq.level, true, "reconnected with IRQF still set: the line follows it again");
+  rtc.setIrqConnected(false);
+  assert.equal(rd(RTC_REG_C), REG_C_IRQF | REG_C_PF, "register C still reports the event");
+  clock.t = timer.armed!;
+  rtc.onTimer(0);
+  assert.equal(irq.level, false, "no interrupt while disconnected");
+  assert.deepEqual(irq.calls, ["assert", "deassert", "assert", "deassert"]);
+});

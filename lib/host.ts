@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { irqLine, signalMsi } from "../cpu/kvm.ts";
+import { irqLine, setPitHpetLegacy, signalMsi } from "../cpu/kvm.ts";
 import { libc } from "../cpu/libc.ts";
 import { type DeviceLock, MmioBus, PortBus, type UnclaimedPolicy } from "../devices/bus.ts";
 import type { Output } from "../devices/device.ts";
@@ -92,6 +92,7 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
     device: (name: string) => attached.get(name),
     hostTime: () => Date.now() / 1000,
     picOnlyGsi,
+    pitHpetLegacy: (on) => setPitHpetLegacy(shared.vmFd, on),
   };
   return { control, timers, lines, context, now };
 }
@@ -124,6 +125,7 @@ export function attachAll(
     devices.push(d);
     byName.set(spec.name, d);
     for (const r of d.ranges) (r.bus === "pio" ? pio : mmio).register(r);
+    if (d.ioFallback) pio.setFallback(d.ioFallback);
     for (let i = 0; i < spec.timerCount; i++) {
       timerOwners[spec.timerBase + i] = { device: d, id: i };
     }

@@ -45,6 +45,8 @@ export const PORT = Object.freeze({
   pm1aControl: 0x404,
   /** ACPI PM timer (4 bytes). */
   pmTimer: 0x408,
+  /** ACPI GPE0 block: status (2 bytes) + enable (2 bytes). */
+  gpe0: 0x40c,
   /** ELCR: edge/level control of the 8259 pair (2 bytes). */
   elcr: 0x4d0,
   /** PCI configuration mechanism #1: address. */
@@ -86,9 +88,11 @@ export const FIXED_PORTS: readonly FixedPorts[] = Object.freeze([
   { name: "pm1a-event", base: PORT.pm1aEvent, length: 4, owner: "dhyve" },
   { name: "pm1a-control", base: PORT.pm1aControl, length: 2, owner: "dhyve" },
   { name: "pm-timer", base: PORT.pmTimer, length: 4, owner: "dhyve" },
+  { name: "gpe0", base: PORT.gpe0, length: 4, owner: "dhyve" },
   { name: "elcr", base: PORT.elcr, length: 2, owner: "kvm" },
   { name: "pci-config-address", base: PORT.pciConfigAddress, length: 1, owner: "dhyve" },
   { name: "reset-control", base: PORT.resetControl, length: 1, owner: "dhyve" },
+  { name: "pci-config-probe", base: PORT.resetControl + 1, length: 2, owner: "dhyve" },
   { name: "pci-config-data", base: PORT.pciConfigData, length: 4, owner: "dhyve" },
 ]);
 

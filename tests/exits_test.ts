@@ -139,3 +139,13 @@ Deno.test("a guest idling with interrupts enabled is not halted", async () => {
     await s.close();
   }
 });
+
+Deno.test("Linux's PCI mechanism #1 probe (0xCFB, 0xCF8, 0xCFC) works with strict_io", async () => {
+  const r = await runFlatGuest("rm/pci_probe", { extra: "[vm]\nstrict_io = true\n" });
+  assert.equal(r.code, 3, r.stderr);
+});
+
+Deno.test("HPET LegacyReplacement on and off (KVM's PIT told through KVM_SET_PIT2)", async () => {
+  const r = await runFlatGuest("pm/hpet_legacy");
+  assert.equal(r.code, 33, r.stderr);
+});

@@ -41,6 +41,7 @@ import {
   memoryWindow,
   Method,
   Name,
+  Notify,
   ns,
   OperationRegion,
   Or,
@@ -241,7 +242,7 @@ export function isaBridge(p: FirmwarePlatform): Device {
       "PNP0C02",
       0,
       new ResourceTemplate([
-        ioPort(p.pm.pm1aEvent, p.pm.pmTimer + 4 - p.pm.pm1aEvent),
+        ioPort(p.pm.pm1aEvent, p.pm.gpe0 + p.pm.gpe0Length - p.pm.pm1aEvent),
         ioPort(PORT.post, 1),
         new Memory32FixedResource(
           p.ecam.base + (p.ecam.startBus << 20),
@@ -303,13 +304,19 @@ export function linkDevice(index: number, p: FirmwarePlatform): Device {
 }
 
 /**
- * `\_SB.PWRB` (PNP0C0C). dhyve signals power-button presses through the
- * fixed-hardware power button (FADT PWR_BUTTON = 0, PM1 PWRBTN_STS), which
- * OSPM handles itself; this device only makes the button visible to OSes
- * that look for a PNP0C0C device and is never notified.
+ * `\_SB.PWRB` (PNP0C0C), the machine's power button: a control-method button
+ * (FADT PWR_BUTTON = 1, ACPI 6.5, 4.8.2.2.1.2). A press sets its GPE's status
+ * bit; OSPM runs `\_GPE._Exx`, which notifies the button with 0x80 ("button
+ * pressed", 5.6.6), and the OS shuts down.
  */
 export function powerButton(): Device {
   return new Device("PWRB", [new Name("_HID", new EisaId("PNP0C0C")), new Name("_UID", 0)]);
+}
+
+/** `\_GPE._Exx` for the power button's GPE (edge: the status bit latches the press; 5.6.4.1). */
+export function gpeObjects(p: FirmwarePlatform): TermArg[] {
+  const name = `_E${p.pm.powerButtonGpe.toString(16).toUpperCase().padStart(2, "0")}`;
+  return [new Scope("\\_GPE", [new Method(name, 0, [Notify(ns("\\_SB.PWRB"), 0x80)])])];
 }
 
 /** The name of the processor device of CPU `uid`: C000-C0FE (hexadecimal, as QEMU does). */
@@ -340,6 +347,7 @@ export function dsdtTerms(p: FirmwarePlatform): TermArg[] {
       powerButton(),
       ...processorDevices(p),
     ]),
+    ...gpeObjects(p),
   ];
 }
 

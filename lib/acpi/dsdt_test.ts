@@ -7,6 +7,7 @@ import {
   buildDsdt,
   cpuDeviceName,
   dsdtTerms,
+  gpeObjects,
   hostBridgeResources,
   linkDevice,
   picObjects,
@@ -219,4 +220,13 @@ Deno.test("_PRT: one entry per routed (slot, pin), functions sharing a pin share
   assert.equal(aml[0], 0x08);
   assert.equal(aml[5], 0x12);
   assert.equal(aml[7], 4);
+});
+
+Deno.test("the power button's GPE method notifies \\_SB.PWRB (golden bytes from iasl)", () => {
+  // Scope (\_GPE) { Method (_E00, 0, NotSerialized) { Notify (\_SB.PWRB, 0x80) } }
+  const golden = "10 1a 5c 5f 47 50 45 14 13 5f 45 30 30 00 86 5c 2e 5f 53 42 5f 50 57 52 42 0a 80";
+  const bytes = encodeTerms(
+    gpeObjects(describePlatform(configFromObject({ boot: { kind: "probe" } }))),
+  );
+  assert.equal(Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" "), golden);
 });

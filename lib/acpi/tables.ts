@@ -359,6 +359,12 @@ export interface FadtFields {
   readonly pm1EvtLen: number;
   readonly pm1CntLen: number;
   readonly pmTmrLen: number;
+  /** The GPE0 block (0 = none) and its length in bytes (status + enable halves). */
+  readonly gpe0Blk: number;
+  readonly gpe0BlkLen: number;
+  /** C2/C3 worst-case latencies in us: over 100 / over 1000 says "not supported". */
+  readonly pLvl2Lat: number;
+  readonly pLvl3Lat: number;
   /** CMOS index of the RTC century register (0 = none). */
   readonly century: number;
   readonly iapcBootArch: number;
@@ -394,6 +400,10 @@ export class Fadt implements AcpiTable {
       pm1EvtLen: f.pm1EvtLen,
       pm1CntLen: f.pm1CntLen,
       pmTmrLen: f.pmTmrLen,
+      gpe0Blk: f.gpe0Blk,
+      gpe0BlkLen: f.gpe0BlkLen,
+      pLvl2Lat: f.pLvl2Lat,
+      pLvl3Lat: f.pLvl3Lat,
       century: f.century,
       iapcBootArch: f.iapcBootArch,
       flags: f.flags,
@@ -406,6 +416,8 @@ export class Fadt implements AcpiTable {
       xPm1aEvtBlk: encodeGas(ioGas(f.pm1aEvtBlk, f.pm1EvtLen, 2)),
       xPm1aCntBlk: encodeGas(ioGas(f.pm1aCntBlk, f.pm1CntLen, 2)),
       xPmTmrBlk: encodeGas(ioGas(f.pmTmrBlk, f.pmTmrLen, 4)),
+      // GPE registers are byte-accessible (ACPI 6.5, 4.8.4.1).
+      ...(f.gpe0Blk ? { xGpe0Blk: encodeGas(ioGas(f.gpe0Blk, f.gpe0BlkLen, 1)) } : {}),
       hypervisorVendorIdentity: padAscii(f.hypervisorVendor, 8, "\0"),
     };
     const body = encodeStruct(FADT_LAYOUT, values).subarray(HEADER_LAYOUT.size);
@@ -907,9 +919,19 @@ export function buildFadt(p: FirmwarePlatform, addr: { facs: number; dsdt: numbe
     pm1EvtLen: 4,
     pm1CntLen: 2,
     pmTmrLen: 4,
+    gpe0Blk: p.pm.gpe0,
+    gpe0BlkLen: p.pm.gpe0Length,
+    // No C2/C3 (there is no P_BLK or _CST): latencies above 100 and 1000 us say so (Table 5.9).
+    pLvl2Lat: 0x0fff,
+    pLvl3Lat: 0xffff,
     century: RTC_CENTURY_INDEX,
-    // PWR_BUTTON clear: the fixed-hardware power button (PM1 PWRBTN_STS) is the one dhyve signals.
-    flags: F.WBINVD | F.PROC_C1 | F.SLP_BUTTON | F.RESET_REG_SUP | F.TMR_VAL_EXT,
+    // PWR_BUTTON: the power button is the control-method one, \_SB.PWRB, notified
+    // through a GPE; there is no fixed-hardware button. SLP_BUTTON: no sleep button.
+    // FIX_RTC: the RTC alarm is not a fixed event (PM1 RTC_STS never sets: no wake).
+    flags: F.WBINVD | F.PROC_C1 | F.PWR_BUTTON | F.SLP_BUTTON | F.FIX_RTC | F.RESET_REG_SUP |
+      F.TMR_VAL_EXT,
+    // No 8042 flag: the controller exists (for the reset line, A20 and OSes that
+    // probe it blindly) but no keyboard or mouse is attached, so OSes need not probe it.
     iapcBootArch: IAPC_BOOT_ARCH.LEGACY_DEVICES | IAPC_BOOT_ARCH.VGA_NOT_PRESENT,
     resetReg: ioGas(p.reset.port, 1),
     resetValue: p.reset.value,

@@ -171,8 +171,24 @@ Deno.test("FADT fields", () => {
   assert.deepEqual([b[88], b[89], b[91]], [4, 2, 4]);
   const flags = v.getUint32(112, true);
   const F = FADT_FLAGS;
-  assert.equal(flags, F.WBINVD | F.PROC_C1 | F.SLP_BUTTON | F.RESET_REG_SUP | F.TMR_VAL_EXT);
-  assert.equal(flags & F.PWR_BUTTON, 0); // the fixed power button is present
+  assert.equal(
+    flags,
+    F.WBINVD | F.PROC_C1 | F.PWR_BUTTON | F.SLP_BUTTON | F.FIX_RTC | F.RESET_REG_SUP |
+      F.TMR_VAL_EXT,
+  );
+  // PWR_BUTTON set: the power button is the control-method \_SB.PWRB (a GPE), not a fixed one.
+  assert.equal(flags & F.PWR_BUTTON, F.PWR_BUTTON);
+  // GPE0_BLK at 0x40C, 4 bytes (status + enable); no GPE1.
+  assert.equal(v.getUint32(80, true), 0x40c);
+  assert.equal(v.getUint32(84, true), 0);
+  assert.equal(b[92], 4);
+  assert.equal(b[93], 0);
+  // P_LVL2_LAT > 100 and P_LVL3_LAT > 1000: no C2, no C3 (Table 5.9).
+  assert.equal(v.getUint16(96, true), 0x0fff);
+  assert.equal(v.getUint16(98, true), 0xffff);
+  // X_GPE0_BLK: system I/O, 32 bits, byte access, 0x40C.
+  assert.deepEqual([...b.subarray(220, 224)], [1, 32, 0, 1]);
+  assert.equal(v.getBigUint64(224, true), 0x40cn);
   assert.equal(
     v.getUint16(109, true),
     IAPC_BOOT_ARCH.LEGACY_DEVICES | IAPC_BOOT_ARCH.VGA_NOT_PRESENT,

@@ -12,6 +12,7 @@ import { computeLayout, FIRMWARE, type MemoryLayout, MMIO } from "../layout.ts";
 import { type IntxRoute, type PciRouting, pirqPossibleIrqs, routeIntx } from "../pci_routing.ts";
 import { IRQ, PORT } from "../platform.ts";
 import { HPET_MIN_PERIOD_TICKS } from "../../devices/hpet.ts";
+import { POWER_BUTTON_GPE } from "../../devices/acpi_pm.ts";
 
 /** A processor as the tables list it. */
 export interface FirmwareCpu {
@@ -73,6 +74,11 @@ export interface FirmwarePlatform {
     readonly pm1aEvent: number;
     readonly pm1aControl: number;
     readonly pmTimer: number;
+    /** The GPE0 block (status and enable, 2 bytes each). */
+    readonly gpe0: number;
+    readonly gpe0Length: number;
+    /** The GPE of the power button (\_SB.PWRB, a control-method button). */
+    readonly powerButtonGpe: number;
     /** SLP_TYPa of S5 (the \_S5 package). */
     readonly slpTypS5: number;
   };
@@ -163,6 +169,9 @@ export function describePlatform(config: VmConfig): FirmwarePlatform {
       pm1aEvent: PORT.pm1aEvent,
       pm1aControl: PORT.pm1aControl,
       pmTimer: PORT.pmTimer,
+      gpe0: PORT.gpe0,
+      gpe0Length: 4,
+      powerButtonGpe: POWER_BUTTON_GPE,
       slpTypS5: 5,
     },
     reset: { port: PORT.resetControl, value: 0x06 },
