@@ -8,21 +8,7 @@
 	.globl _start
 _start:
 	movw $msg, %si
-next:
-	lodsb
-	testb %al, %al
-	jz done
-	movb %al, %bl
-	movw $0x3fd, %dx        /* LSR */
-wait:
-	inb %dx, %al
-	testb $0x20, %al        /* THRE */
-	jz wait
-	movw $0x3f8, %dx        /* THR */
-	movb %bl, %al
-	outb %al, %dx
-	jmp next
-done:
+	call puts
 	movw $0xf4, %dx
 	movb $0x10, %al
 	outb %al, %dx
@@ -31,5 +17,7 @@ done:
 	jmp 1b
 msg:
 	.asciz "hello from real mode\n"
+
+#include "puts.inc"
 
 	.section .note.GNU-stack, "", @progbits

@@ -28,22 +28,9 @@ halt:
 	hlt
 	jmp halt
 
-/* puts: print the NUL-terminated string at DS:SI on COM1 */
-puts:
-	lodsb
-	testb %al, %al
-	jz 2f
-	movb %al, %bl
-	movw $0x3fd, %dx
-3:	inb %dx, %al
-	testb $0x20, %al
-	jz 3b
-	movw $0x3f8, %dx
-	movb %bl, %al
-	outb %al, %dx
-	jmp puts
-2:	ret
 msg:
 	.asciz "ready\n"
+
+#include "puts.inc"
 
 	.section .note.GNU-stack, "", @progbits

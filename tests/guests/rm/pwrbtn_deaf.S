@@ -11,23 +11,14 @@ _start:
 	movb $0x01, %al
 	outb %al, %dx
 	movw $msg, %si
-1:	lodsb
-	testb %al, %al
-	jz halt
-	movb %al, %bl
-	movw $0x3fd, %dx
-2:	inb %dx, %al
-	testb $0x20, %al
-	jz 2b
-	movw $0x3f8, %dx
-	movb %bl, %al
-	outb %al, %dx
-	jmp 1b
+	call puts
 halt:
 	sti
 	hlt
 	jmp halt
 msg:
 	.asciz "ready\n"
+
+#include "puts.inc"
 
 	.section .note.GNU-stack, "", @progbits

@@ -8,23 +8,14 @@
 	.globl _start
 _start:
 	movw $msg, %si
-1:	lodsb
-	testb %al, %al
-	jz halt
-	movb %al, %bl
-	movw $0x3fd, %dx
-2:	inb %dx, %al
-	testb $0x20, %al
-	jz 2b
-	movw $0x3f8, %dx
-	movb %bl, %al
-	outb %al, %dx
-	jmp 1b
+	call puts
 halt:
 	cli
 	hlt
 	jmp halt
 msg:
 	.asciz "ready\n"
+
+#include "puts.inc"
 
 	.section .note.GNU-stack, "", @progbits
