@@ -70,6 +70,10 @@ export const HPET_CLK_PERIOD_FS = Math.floor(1e15 / HPET_FREQUENCY_HZ);
 export const HPET_VENDOR_ID = 0x8086;
 /** Revision ID in GCAP_ID (must not be 0). */
 export const HPET_REVISION = 1;
+/** #routeOf: the timer delivers by FSB message (TN_FSB_EN). */
+const ROUTE_FSB = -1;
+/** #routeOf: the timer's route reaches no wire (INT_ROUTE_CNF outside INT_ROUTE_CAP). */
+const ROUTE_NONE = -2;
 /** `deadline` of a disarmed timer. */
 const DEADLINE_NONE = -1;
 /** `deadline` after a callback: the timer may or may not still be armed. */
@@ -166,6 +170,15 @@ export const HPET_GCAP_ID_VALUE: bigint = (BigInt(HPET_CLK_PERIOD_FS) << 32n) |
       ((HPET_TIMERS - 1) << GCAP_NUM_TIM_SHIFT) | HPET_REVISION) >>> 0,
   );
 
+/**
+ * Whether GEN_CONF `config` has LegacyReplacement in effect: LEG_RT_CNF with
+ * ENABLE_CNF (2.3.5), the condition under which the 8254 and RTC interrupts
+ * are disconnected.
+ */
+function legacyReplacementOn(config: number): boolean {
+  return (config & (GEN_CONF_ENABLE | GEN_CONF_LEG_RT)) === (GEN_CONF_ENABLE | GEN_CONF_LEG_RT);
+}
+
 /** Counter ticks in `ns` whole nanoseconds: floor(ns * 2^24 / 10^9), exactly. */
 export function ticksIn(ns: number): number {
   ns = Math.floor(ns);
@@ -233,9 +246,6 @@ export interface HpetDeps {
   legacyReplacement?: (on: boolean) => void;
 }
 
-/** Where timer n's interrupt goes. */
-type Route = { kind: "fsb" } | { kind: "gsi"; gsi: number } | { kind: "none" };
-
 /** The HPET block. */
 export class Hpet implements BusDevice, TimerOwner {
   readonly #clock: Clock;
@@ -278,8 +288,7 @@ export class Hpet implements BusDevice, TimerOwner {
   reset(): void {
     const s = this.#s;
     const gsiLevel = s.gsiLevel;
-    const wasLegacy =
-      (s.config & (GEN_CONF_ENABLE | GEN_CONF_LEG_RT)) === (GEN_CONF_ENABLE | GEN_CONF_LEG_RT);
+    const wasLegacy = legacyReplacementOn(s.config);
     HpetState.clear(s);
     if (wasLegacy) this.#legacy?.(false);
     s.gsiLevel = gsiLevel;
@@ -382,18 +391,19 @@ export class Hpet implements BusDevice, TimerOwner {
     s.nextMatch[n] = a + (((s.comparator[n] - v) % COUNTER_MOD) + COUNTER_MOD) % COUNTER_MOD;
   }
 
-  #routeOf(n: number): Route {
+  /** Where timer n's interrupt goes: a GSI (>= 0), {@linkcode ROUTE_FSB} or {@linkcode ROUTE_NONE}. */
+  #routeOf(n: number): number {
     const s = this.#s;
     const conf = s.conf[n];
-    if (conf & TN_FSB_EN) return { kind: "fsb" };
+    if (conf & TN_FSB_EN) return ROUTE_FSB;
     if (s.config & GEN_CONF_LEG_RT) {
       // 2.3.5 LEG_RT_CNF: timer 0 -> IRQ0 (IOAPIC pin 2), timer 1 -> IRQ8.
-      if (n === 0) return { kind: "gsi", gsi: HPET_LEGACY_GSI_TIMER0 };
-      if (n === 1) return { kind: "gsi", gsi: HPET_LEGACY_GSI_TIMER1 };
+      if (n === 0) return HPET_LEGACY_GSI_TIMER0;
+      if (n === 1) return HPET_LEGACY_GSI_TIMER1;
     }
     const pin = (conf & TN_INT_ROUTE_MASK) >>> TN_INT_ROUTE_SHIFT;
     // 2.3.8 INT_ROUTE_CNF: only the pins set in INT_ROUTE_CAP are wired.
-    return (TN_INT_ROUTE_CAP >>> pin) & 1 ? { kind: "gsi", gsi: pin } : { kind: "none" };
+    return (TN_INT_ROUTE_CAP >>> pin) & 1 ? pin : ROUTE_NONE;
   }
 
   /** Whether timer n interrupts as a level (status bit + held line). */
@@ -438,8 +448,8 @@ export class Hpet implements BusDevice, TimerOwner {
     }
     if (!(s.conf[n] & TN_INT_ENB)) return;
     const route = this.#routeOf(n);
-    if (route.kind === "fsb") this.#msi.send(s.fsbAddress[n], s.fsbValue[n]);
-    else if (route.kind === "gsi") this.#line(route.gsi).pulse();
+    if (route === ROUTE_FSB) this.#msi.send(s.fsbAddress[n], s.fsbValue[n]);
+    else if (route >= 0) this.#line(route).pulse();
   }
 
   #line(gsi: number): IrqLine {
@@ -465,10 +475,11 @@ export class Hpet implements BusDevice, TimerOwner {
       case HPET_MAIN_CNT:
         return this.#counterAt(now);
     }
-    const t = this.#timerRegister(offset);
-    if (t) {
-      const n = t.timer;
-      switch (t.register) {
+    // Timer n's block: HPET_TIMER_BASE + HPET_TIMER_STRIDE * n (2.3.1, Table 2).
+    const rel = offset - HPET_TIMER_BASE;
+    const n = Math.floor(rel / HPET_TIMER_STRIDE);
+    if (rel >= 0 && n < HPET_TIMERS) {
+      switch (rel % HPET_TIMER_STRIDE) {
         case HPET_TN_CONF_CAP:
           return s.conf[n];
         case HPET_TN_CONF_CAP + 4:
@@ -503,10 +514,11 @@ export class Hpet implements BusDevice, TimerOwner {
         if (this.#enabled()) this.#start(now);
         return;
     }
-    const t = this.#timerRegister(offset);
-    if (!t) return; // GCAP_ID, reserved space and upper halves of 32-bit registers: read-only
-    const n = t.timer;
-    switch (t.register) {
+    const rel = offset - HPET_TIMER_BASE;
+    const n = Math.floor(rel / HPET_TIMER_STRIDE);
+    // GCAP_ID, reserved space and upper halves of 32-bit registers: read-only.
+    if (rel < 0 || n >= HPET_TIMERS) return;
+    switch (rel % HPET_TIMER_STRIDE) {
       case HPET_TN_CONF_CAP:
         this.#writeTimerConfig(n, value);
         return;
@@ -522,21 +534,12 @@ export class Hpet implements BusDevice, TimerOwner {
     }
   }
 
-  /** The timer and register an offset addresses, if any. */
-  #timerRegister(offset: number): { timer: number; register: number } | undefined {
-    if (offset < HPET_TIMER_BASE) return undefined;
-    const timer = Math.floor((offset - HPET_TIMER_BASE) / HPET_TIMER_STRIDE);
-    if (timer >= HPET_TIMERS) return undefined;
-    return { timer, register: (offset - HPET_TIMER_BASE) % HPET_TIMER_STRIDE };
-  }
-
   #writeConfig(value: number, now: number): void {
     const s = this.#s;
     const old = s.config;
     s.config = value & GEN_CONF_WRITABLE;
-    const legacy = (c: number) =>
-      (c & (GEN_CONF_ENABLE | GEN_CONF_LEG_RT)) === (GEN_CONF_ENABLE | GEN_CONF_LEG_RT);
-    if (legacy(old) !== legacy(s.config)) this.#legacy?.(legacy(s.config));
+    const on = legacyReplacementOn(s.config);
+    if (legacyReplacementOn(old) !== on) this.#legacy?.(on);
     if (!(old & GEN_CONF_ENABLE) && s.config & GEN_CONF_ENABLE) {
       this.#start(now);
     } else if (old & GEN_CONF_ENABLE && !(s.config & GEN_CONF_ENABLE)) {
@@ -598,8 +601,9 @@ export class Hpet implements BusDevice, TimerOwner {
     if (this.#enabled()) {
       for (let n = 0; n < HPET_TIMERS; n++) {
         if (!(s.isr & (1 << n)) || !(s.conf[n] & TN_INT_ENB) || !this.#levelTriggered(n)) continue;
+        // A level timer is never FSB-routed (#levelTriggered), so route is a GSI or none.
         const route = this.#routeOf(n);
-        if (route.kind === "gsi") want |= 1 << route.gsi;
+        if (route >= 0) want |= 1 << route;
       }
     }
     want >>>= 0;
@@ -627,7 +631,7 @@ export class Hpet implements BusDevice, TimerOwner {
     for (let n = 0; n < HPET_TIMERS; n++) {
       let deadline = DEADLINE_NONE;
       const conf = s.conf[n];
-      const useful = enabled && (conf & TN_INT_ENB) !== 0 && this.#routeOf(n).kind !== "none" &&
+      const useful = enabled && (conf & TN_INT_ENB) !== 0 && this.#routeOf(n) !== ROUTE_NONE &&
         // A level timer whose status is still set changes nothing at its
         // next match (the line is high already); the match is processed
         // lazily at the next access.
