@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../guest_memory.ts";
-import { computeLayout, FIRMWARE, MiB } from "../layout.ts";
-import { CR0, CR4, EFER, type Segment, type Sregs } from "../../cpu/regs.ts";
+import type { GuestMemory } from "../guest_memory.ts";
+import { FIRMWARE } from "../layout.ts";
+import { CR0, CR4, EFER, type Segment } from "../../cpu/regs.ts";
 import {
   BOOT_CS,
   BOOT_DS,
@@ -11,53 +11,7 @@ import {
   writeIdentityPageTables,
   zeroRegs,
 } from "./entry.ts";
-
-function memory(): { span: Uint8Array; mem: GuestMemory } {
-  const span = new Uint8Array(16 * MiB);
-  return { span, mem: new GuestMemory(span, computeLayout(16 * MiB).ram) };
-}
-
-/** Power-on segment state, roughly as KVM reports it after vCPU creation. */
-function resetSegment(selector: number, base: bigint, code: boolean): Segment {
-  return {
-    base,
-    limit: 0xffff,
-    selector,
-    type: code ? 0xb : 0x3,
-    present: 1,
-    dpl: 0,
-    db: 0,
-    s: 1,
-    l: 0,
-    g: 0,
-    avl: 0,
-    unusable: 0,
-  };
-}
-
-function initialSregs(): Sregs {
-  const data = resetSegment(0, 0n, false);
-  return {
-    cs: resetSegment(0xf000, 0xffff0000n, true),
-    ds: data,
-    es: data,
-    fs: data,
-    gs: data,
-    ss: data,
-    tr: { ...data, type: 0xb, s: 0 },
-    ldt: { ...data, type: 0x2, s: 0 },
-    gdt: { base: 0n, limit: 0xffff },
-    idt: { base: 0n, limit: 0xffff },
-    cr0: 0x60000010n, // CD | NW | ET
-    cr2: 0n,
-    cr3: 0n,
-    cr4: 0n,
-    cr8: 0n,
-    efer: 0n,
-    apicBase: 0xfee00900n,
-    interruptBitmap: [0n, 0n, 0n, 0n],
-  };
-}
+import { initialSregs, memory } from "./_testing.ts";
 
 interface Descriptor {
   base: number;
