@@ -163,6 +163,18 @@ export const HPET_LEGACY_GSI_TIMER0 = 0;
 /** GSI of timer 1 in LegacyReplacement mode (IRQ8). */
 export const HPET_LEGACY_GSI_TIMER1 = 8;
 
+/**
+ * Every GSI the block can drive, in the order the platform must take its
+ * lines (the order fixes each line's wired-OR source bit, so every thread
+ * uses this one list): the two LegacyReplacement GSIs (2.3.5), then the
+ * IOAPIC pins set in INT_ROUTE_CAP (2.3.8), lowest first.
+ */
+export const HPET_GSIS: readonly number[] = Object.freeze([
+  HPET_LEGACY_GSI_TIMER0,
+  HPET_LEGACY_GSI_TIMER1,
+  ...Array.from({ length: 32 }, (_, pin) => pin).filter((pin) => (TN_INT_ROUTE_CAP >>> pin) & 1),
+]);
+
 /** The GCAP_ID register (2.3.4) as a 64-bit value. */
 export const HPET_GCAP_ID_VALUE: bigint = (BigInt(HPET_CLK_PERIOD_FS) << 32n) |
   BigInt(

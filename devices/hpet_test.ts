@@ -9,6 +9,7 @@ import {
   HPET_GCAP_ID,
   HPET_GEN_CONF,
   HPET_GINTR_STA,
+  HPET_GSIS,
   HPET_MAIN_CNT,
   HPET_MIN_PERIOD_TICKS,
   HPET_TIMERS,
@@ -64,6 +65,11 @@ function setup() {
   };
   return { clock, lines, irq, timers, msi, hpet, r32, w32, fire };
 }
+
+Deno.test("hpet: HPET_GSIS lists the legacy GSIs, then the INT_ROUTE_CAP pins, in order", () => {
+  // The order the machine builder used to hard-code; it fixes the wired-OR source bits.
+  assert.deepEqual(HPET_GSIS, [0, 8, 20, 21, 22, 23]);
+});
 
 Deno.test("hpet: tick arithmetic is exact", () => {
   assert.equal(HPET_CLK_PERIOD_FS, 59604644);

@@ -17,7 +17,7 @@ import { PostPort, PostState } from "./post.ts";
 import { ResetControl, ResetControlState } from "./reset_control.ts";
 import { Uart16550, Uart16550State } from "./uart16550.ts";
 import { Rtc, RtcState } from "./rtc.ts";
-import { Hpet, HPET_TIMERS, HPET_WINDOW, HpetState } from "./hpet.ts";
+import { Hpet, HPET_GSIS, HPET_TIMERS, HPET_WINDOW, HpetState } from "./hpet.ts";
 import { PciHost, PciHostState } from "./pci/host.ts";
 import { PciLpcBridge, PciLpcState } from "./pci/lpc.ts";
 import { PciTestDevice, PciTestDeviceState } from "./pci/testdev.ts";
@@ -372,7 +372,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
       attach(ctx, spec) {
         // Every line the HPET can drive is taken now, in the same order in every
         // thread, so each thread gets the same wired-OR source bits.
-        const lines = new Map((spec.options.gsis as number[]).map((g) => [g, ctx.irq(g)] as const));
+        const lines = new Map(HPET_GSIS.map((g) => [g, ctx.irq(g)] as const));
         const hpet = new Hpet({
           clock: ctx.clock,
           timers: ctx.timers(spec),

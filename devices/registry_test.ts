@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { DEVICE_TYPES, PCI_TYPES } from "../lib/config.ts";
-import { DEVICE_MODELS, DeviceSpecs, PCI_DEVICE_TYPES } from "./registry.ts";
+import { FakeClock, FakeIrq, FakeMsi, FakePlatform, FakeTimer } from "./_fakes.ts";
+import { HPET_GSIS } from "./hpet.ts";
+import {
+  attachDevice,
+  DEVICE_MODELS,
+  type DeviceContext,
+  DeviceSpecs,
+  PCI_DEVICE_TYPES,
+} from "./registry.ts";
 
 Deno.test("the TOML device types are exactly the registry's user-placeable models and PCI types", () => {
   const placeable = [...DEVICE_MODELS.values()].filter((m) => m.userPlaceable).map((m) => m.model)
@@ -12,7 +20,7 @@ Deno.test("the TOML device types are exactly the registry's user-placeable model
 Deno.test("DeviceSpecs hands out timer slots and refuses duplicate names and unknown models", () => {
   const specs = new DeviceSpecs();
   const pm = specs.add("acpi-pm", "pm", { port: 0x400, sci: 9 });
-  const hpet = specs.add("hpet", "hpet", { address: 0xfed00000, gsis: [0, 8] });
+  const hpet = specs.add("hpet", "hpet", { address: 0xfed00000 });
   const rtc = specs.add("rtc", "rtc", {
     port: 0x70,
     irq: 8,
@@ -37,4 +45,23 @@ Deno.test("every model's state buffer is shared memory (it is bound in every thr
     const options = m.model === "pci" ? { functions: [] } : {};
     assert.ok(m.newState(options) instanceof SharedArrayBuffer, m.model);
   }
+});
+
+Deno.test("the HPET takes every line it may drive at attach, in HPET_GSIS order", () => {
+  const spec = new DeviceSpecs().add("hpet", "hpet", { address: 0xfed00000 });
+  const taken: number[] = [];
+  const ctx: DeviceContext = {
+    irq: (gsi) => (taken.push(gsi), new FakeIrq()),
+    clock: new FakeClock(),
+    platform: new FakePlatform(),
+    output: () => ({ write: (b) => b.length }),
+    msi: new FakeMsi(),
+    timers: (s) => Array.from({ length: s.timerCount }, () => new FakeTimer()),
+    device: () => undefined,
+    hostTime: () => 0,
+    picOnlyGsi: (irq) => irq,
+    pitHpetLegacy: () => {},
+  };
+  attachDevice(ctx, spec);
+  assert.deepEqual(taken, [...HPET_GSIS]);
 });
