@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { hex } from "../firmware/_testing.ts";
 import {
   Add,
   AddressSpaceResource,
@@ -61,10 +62,6 @@ const bigBufferTail = Array.from(
   (_, i) => ((i + 4) & 0xff).toString(16).padStart(2, "0"),
 )
   .join("");
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /**
  * Golden bytes: each `hex` is what iasl 20200925 (`iasl -on`, DSDT revision 2)

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { configFromObject } from "../config.ts";
-import { describePlatform, type FirmwarePlatform } from "../firmware/platform.ts";
+import { hex, platform } from "../firmware/_testing.ts";
 import { encodeTerms, Name, type TermArg } from "./aml.ts";
 import { byteSum } from "./_struct.ts";
 import {
@@ -16,14 +15,6 @@ import {
   prtObjects,
   sleepObjects,
 } from "./dsdt.ts";
-
-function platform(obj: Record<string, unknown> = {}): FirmwarePlatform {
-  return describePlatform(configFromObject({ boot: { kind: "probe" }, ...obj }));
-}
-
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /** Two testdevs (slots 3 and 4: INTA# -> GSI 16/PIRQA and GSI 17/PIRQB), 256 MiB. */
 const p = platform({ pci: [{ slot: 3, type: "testdev" }, { slot: 4, type: "testdev" }] });
@@ -225,8 +216,5 @@ Deno.test("_PRT: one entry per routed (slot, pin), functions sharing a pin share
 Deno.test("the power button's GPE method notifies \\_SB.PWRB (golden bytes from iasl)", () => {
   // Scope (\_GPE) { Method (_E00, 0, NotSerialized) { Notify (\_SB.PWRB, 0x80) } }
   const golden = "10 1a 5c 5f 47 50 45 14 13 5f 45 30 30 00 86 5c 2e 5f 53 42 5f 50 57 52 42 0a 80";
-  const bytes = encodeTerms(
-    gpeObjects(describePlatform(configFromObject({ boot: { kind: "probe" } }))),
-  );
-  assert.equal(Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" "), golden);
+  assert.equal(hex(encodeTerms(gpeObjects(platform()))), golden.replaceAll(" ", ""));
 });

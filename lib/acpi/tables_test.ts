@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { configFromObject } from "../config.ts";
-import { describePlatform, type FirmwarePlatform } from "../firmware/platform.ts";
+import { ascii, platform, view } from "../firmware/_testing.ts";
 import { buildFirmwareTables } from "../firmware/tables.ts";
 import { byteSum } from "./_struct.ts";
 import { compileSummary, iasl, iaslAvailable, problemLines, rsdpSource } from "./_iasl.ts";
@@ -32,14 +31,6 @@ import {
   SPCR_LAYOUT,
   Xsdt,
 } from "./tables.ts";
-
-const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
-const ascii = (b: Uint8Array, at: number, n: number) =>
-  String.fromCharCode(...b.subarray(at, at + n));
-
-function platform(obj: Record<string, unknown> = {}): FirmwarePlatform {
-  return describePlatform(configFromObject({ boot: { kind: "probe" }, ...obj }));
-}
 
 Deno.test("layouts match the specification's offsets and sizes", () => {
   // ACPI 6.5 Table 5.4 (header), 5.3 (RSDP), 5.1 (GAS).

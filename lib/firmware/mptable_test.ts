@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
+import { ascii, platform } from "./_testing.ts";
 import { byteSum } from "../acpi/_struct.ts";
-import { configFromObject } from "../config.ts";
 import {
   buildMpConfigTable,
   DEFAULT_CPU_FEATURES,
@@ -10,14 +10,6 @@ import {
   MP_HEADER_LAYOUT,
   MpFloatingPointer,
 } from "./mptable.ts";
-import { describePlatform, type FirmwarePlatform } from "./platform.ts";
-
-function platform(obj: Record<string, unknown> = {}): FirmwarePlatform {
-  return describePlatform(configFromObject({ boot: { kind: "probe" }, ...obj }));
-}
-
-const ascii = (b: Uint8Array, at: number, n: number) =>
-  String.fromCharCode(...b.subarray(at, at + n));
 
 /** Splits the base table into entries (processor entries are 20 bytes, the rest 8). */
 function entries(t: Uint8Array): Uint8Array[] {

@@ -1,22 +1,13 @@
 import assert from "node:assert/strict";
+import { platform, u32, u64 } from "./_testing.ts";
 import { byteSum } from "../acpi/_struct.ts";
-import { configFromObject } from "../config.ts";
 import { GuestMemory } from "../guest_memory.ts";
-import { describePlatform, type FirmwarePlatform } from "./platform.ts";
 import {
   buildFirmwareTables,
   type FirmwareTables,
   POINTER_AREA,
   writeFirmwareTables,
 } from "./tables.ts";
-
-function platform(obj: Record<string, unknown> = {}): FirmwarePlatform {
-  return describePlatform(configFromObject({ boot: { kind: "probe" }, ...obj }));
-}
-
-const u32 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).getUint32(at, true);
-const u64 = (b: Uint8Array, at: number) =>
-  Number(new DataView(b.buffer, b.byteOffset).getBigUint64(at, true));
 
 function at(t: FirmwareTables, sig: string) {
   const x = t.tables.find((y) => y.signature === sig);
