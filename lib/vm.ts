@@ -17,7 +17,7 @@ import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
 import type { VmConfig } from "./config.ts";
 import { type BuildOptions, Machine, type VcpuHandle } from "./machine.ts";
 import type { PrespawnedWorkers } from "./workers.ts";
-import { VCPU_REQUEST, type VcpuStatName } from "./vm_control.ts";
+import { VCPU_REQUEST, VcpuControl, type VcpuStatName } from "./vm_control.ts";
 
 const log = getLogger(["dhyve", "vm"]);
 
@@ -86,6 +86,8 @@ export class Vm {
   #hostRequest: SuspendRequest | undefined;
   /** Exits of all vCPUs at the last halt check. */
   #lastExits = -1;
+  /** The host paused the VM ({@linkcode Vm.pause}): the halt check leaves it paused. */
+  #hostPaused = false;
 
   private constructor(machine: Machine, options: VmOptions) {
     this.machine = machine;
@@ -121,11 +123,11 @@ export class Vm {
 
   #onWorkerMessage(m: VcpuWorkerMessage): void {
     if (m.type === "log") {
-      const text = m.message.replaceAll("{", "{{").replaceAll("}", "}}");
-      if (m.level === "error") log.error(text);
-      else if (m.level === "warning") log.warn(text);
-      else if (m.level === "info") log.info(text);
-      else log.debug(text);
+      const props = { message: m.message };
+      if (m.level === "error") log.error("{message}", props);
+      else if (m.level === "warning") log.warn("{message}", props);
+      else if (m.level === "info") log.info("{message}", props);
+      else log.debug("{message}", props);
     }
   }
 
@@ -192,6 +194,17 @@ export class Vm {
    */
   async pause(): Promise<boolean> {
     if (!this.#started || this.#closed) return false;
+    this.#hostPaused = true;
+    return await this.#pauseAll();
+  }
+
+  /** Resumes vCPUs paused by {@linkcode Vm.pause}. */
+  resume(): void {
+    this.#hostPaused = false;
+    this.#resumeAll();
+  }
+
+  async #pauseAll(): Promise<boolean> {
     const vcpus = this.machine.vcpus;
     for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.pause);
     const deadline = Date.now() + this.#stopTimeoutMs;
@@ -206,8 +219,7 @@ export class Vm {
     }
   }
 
-  /** Resumes vCPUs paused by {@linkcode Vm.pause}. */
-  resume(): void {
+  #resumeAll(): void {
     if (this.#closed) return;
     for (const v of this.machine.vcpus) {
       if (v.control.state === "paused") v.control.setRequest(VCPU_REQUEST.run);
@@ -253,7 +265,7 @@ export class Vm {
         if (!stopped) {
           await this.machine.flushOutput();
           const message = `${req.message ?? req.kind}; then the VM's threads did not stop`;
-          log.error(message.replaceAll("{", "{{").replaceAll("}", "}}"));
+          log.error("{message}", { message });
           return { kind: "error", status: EXIT_STATUS.error, message };
         }
         const host = this.#hostRequest;
@@ -275,9 +287,9 @@ export class Vm {
           status: exitStatusOf(final),
           message: final.message,
         };
-        const text = (final.message ?? final.kind).replaceAll("{", "{{").replaceAll("}", "}}");
-        if (final.kind === "error" || final.kind === "triple-fault") log.error(text);
-        else log.info(text);
+        const props = { message: final.message ?? final.kind };
+        if (final.kind === "error" || final.kind === "triple-fault") log.error("{message}", props);
+        else log.info("{message}", props);
         return exit;
       }
     } finally {
@@ -294,13 +306,16 @@ export class Vm {
    * APs never started by INIT/SIPI are not active and do not count.
    */
   async #checkHalt(): Promise<void> {
-    const exits = this.machine.vcpus.reduce((n, v) => n + v.control.stats[0], 0);
+    const slot = VcpuControl.slot("exits");
+    const exits = this.machine.vcpus.reduce((n, v) => n + v.control.stats[slot], 0);
     const quiet = exits === this.#lastExits;
     this.#lastExits = exits;
-    if (!quiet || this.#closed || !this.#started) return;
-    if (!(await this.pause())) return;
+    // A VM the host paused makes no exits either; it is not the guest's halt.
+    if (!quiet || this.#hostPaused || this.#closed || !this.#started) return;
+    const paused = await this.#pauseAll();
     let active = 0, halted = 0;
     try {
+      if (!paused || this.#hostPaused) return;
       for (const v of this.machine.vcpus) {
         const mp = getMpState(v.fd);
         if (mp === KVM_MP_STATE.UNINITIALIZED || mp === KVM_MP_STATE.INIT_RECEIVED) continue;
@@ -309,7 +324,7 @@ export class Vm {
         if (mp === KVM_MP_STATE.HALTED && (getRegs(v.fd).rflags & 0x200n) === 0n) halted++;
       }
     } finally {
-      this.resume();
+      if (!this.#hostPaused) this.#resumeAll();
     }
     if (active > 0 && halted === active) {
       this.machine.control.requestSuspend({
