@@ -304,28 +304,40 @@ function toBcd(v: number): number {
   return ((v / 10) | 0) * 16 + (v % 10);
 }
 
-/** The time registers of seconds `t` in the format of register B (index -> byte). */
-function timeBytes(t: number, regB: number): Map<number, number> {
-  const c = toCalendar(t);
-  const fmt = (v: number) => (regB & REG_B_DM ? v & 0xff : toBcd(v));
-  let hour: number;
-  if (regB & REG_B_24H) {
-    hour = fmt(c.hour);
-  } else {
-    // 12-hour mode (datasheet "Time, calendar and alarm data modes"):
-    // 1-12 with bit 7 = PM; midnight is 12 AM, noon 12 PM.
-    hour = fmt(c.hour % 12 === 0 ? 12 : c.hour % 12) | (c.hour >= 12 ? RTC_HOUR_PM : 0);
+/** Encodes `v` in the data mode of register B: binary with DM = 1, else BCD (datasheet "Register B"). */
+function encode(v: number, regB: number): number {
+  return regB & REG_B_DM ? v & 0xff : toBcd(v);
+}
+
+/** The hours byte of `hour24` (0-23) in the data mode and 24/12 mode of register B. */
+function hourByte(hour24: number, regB: number): number {
+  if (regB & REG_B_24H) return encode(hour24, regB);
+  // 12-hour mode (datasheet "Time, calendar and alarm data modes"):
+  // 1-12 with bit 7 = PM; midnight is 12 AM, noon 12 PM.
+  return encode(hour24 % 12 === 0 ? 12 : hour24 % 12, regB) | (hour24 >= 12 ? RTC_HOUR_PM : 0);
+}
+
+/** Time register `index` (one of {@linkcode TIME_REGISTERS}) of calendar time `c`, in the format of register B. */
+function timeByte(index: number, c: CalendarTime, regB: number): number {
+  switch (index) {
+    case RTC_SECONDS:
+      return encode(c.sec, regB);
+    case RTC_MINUTES:
+      return encode(c.min, regB);
+    case RTC_HOURS:
+      return hourByte(c.hour, regB);
+    case RTC_DAY_OF_WEEK:
+      return encode(c.dow + 1, regB);
+    case RTC_DAY_OF_MONTH:
+      return encode(c.day, regB);
+    case RTC_MONTH:
+      return encode(c.month, regB);
+    case RTC_YEAR:
+      return encode(c.year % 100, regB);
+    case RTC_CENTURY:
+      return encode(Math.floor(c.year / 100), regB);
   }
-  return new Map([
-    [RTC_SECONDS, fmt(c.sec)],
-    [RTC_MINUTES, fmt(c.min)],
-    [RTC_HOURS, hour],
-    [RTC_DAY_OF_WEEK, fmt(c.dow + 1)],
-    [RTC_DAY_OF_MONTH, fmt(c.day)],
-    [RTC_MONTH, fmt(c.month)],
-    [RTC_YEAR, fmt(c.year % 100)],
-    [RTC_CENTURY, fmt(Math.floor(c.year / 100))],
-  ]);
+  throw new RangeError(`rtc: register ${index} is not a time register`);
 }
 
 /** The registers that make up the date and time (day of week included). */
@@ -339,6 +351,41 @@ const TIME_REGISTERS: ReadonlySet<number> = new Set([
   RTC_YEAR,
   RTC_CENTURY,
 ]);
+
+/** The time registers of seconds `t` in the format of register B (index -> byte). */
+function timeBytes(t: number, regB: number): Map<number, number> {
+  const c = toCalendar(t);
+  return new Map([...TIME_REGISTERS].map((index) => [index, timeByte(index, c, regB)]));
+}
+
+/** Whether alarm byte `alarm` matches time byte `value`; a "don't care" code (11xxxxxx) matches any (datasheet "Alarm"). */
+function alarmMatch(alarm: number, value: number): boolean {
+  return (alarm & RTC_ALARM_DONT_CARE) === RTC_ALARM_DONT_CARE || alarm === value;
+}
+
+/** Splits a read into byte lanes (an ISA 16-bit access hits two consecutive ports); lanes past the window float. */
+function readLanes(offset: number, size: AccessSize, read: (offset: number) => number): number {
+  let v = 0;
+  for (let i = 0; i < size && i < 4; i++) {
+    const o = offset + i;
+    const b = o < RTC_WINDOW ? read(o) : 0xff;
+    v += b * 2 ** (8 * i);
+  }
+  return v;
+}
+
+/** Splits a write into byte lanes, low byte first; lanes past the window are dropped. */
+function writeLanes(
+  offset: number,
+  size: AccessSize,
+  value: number,
+  write: (offset: number, byte: number) => void,
+): void {
+  for (let i = 0; i < size && i < 4; i++) {
+    const o = offset + i;
+    if (o < RTC_WINDOW) write(o, (value >>> (i * 8)) & 0xff);
+  }
+}
 
 /** Decodes a byte in the data mode of register B; NaN if it is not valid BCD. */
 function decode(byte: number, regB: number): number {
@@ -454,6 +501,11 @@ export class Rtc implements BusDevice, TimerOwner {
   readonly #memory: RtcMemory;
   readonly #s: RtcRegisters;
   readonly #upper: BusDevice;
+  // Byte-lane handlers, made once rather than per access.
+  readonly #lowRead = (offset: number): number => this.#portRead(offset);
+  readonly #lowWrite = (offset: number, byte: number): void => this.#portWrite(offset, byte);
+  readonly #highRead = (offset: number): number => this.#upperRead(offset);
+  readonly #highWrite = (offset: number, byte: number): void => this.#upperWrite(offset, byte);
 
   /**
    * Builds the RTC over `state`. Without `state`, a fresh one is created and
@@ -468,13 +520,8 @@ export class Rtc implements BusDevice, TimerOwner {
     this.#offset = deps.utcOffsetSeconds;
     this.#memory = deps.memory;
     this.#upper = {
-      read: (offset, size) => this.#lanes(offset, size, (o) => this.#upperRead(o)),
-      write: (offset, size, value) => {
-        this.#lanes(offset, size, (o, i) => {
-          this.#upperWrite(o, (value >>> (i * 8)) & 0xff);
-          return 0;
-        });
-      },
+      read: (offset, size) => readLanes(offset, size, this.#highRead),
+      write: (offset, size, value) => writeLanes(offset, size, value, this.#highWrite),
     };
     if (state) {
       this.#s = state;
@@ -573,15 +620,12 @@ export class Rtc implements BusDevice, TimerOwner {
 
   /** A guest read; wider accesses read consecutive ports. */
   read(offset: number, size: AccessSize): number {
-    return this.#lanes(offset, size, (o) => this.#portRead(o));
+    return readLanes(offset, size, this.#lowRead);
   }
 
   /** A guest write; wider accesses write consecutive ports, low byte first. */
   write(offset: number, size: AccessSize, value: number): void {
-    this.#lanes(offset, size, (o, i) => {
-      this.#portWrite(o, (value >>> (i * 8)) & 0xff);
-      return 0;
-    });
+    writeLanes(offset, size, value, this.#lowWrite);
   }
 
   /** The timer expired: derive the flags from the clock and re-arm. */
@@ -602,17 +646,6 @@ export class Rtc implements BusDevice, TimerOwner {
         `rtc: CMOS offset ${offset} is not in ${RTC_NVRAM_START}..${CMOS_SIZE - 1}`,
       );
     }
-  }
-
-  /** Splits an access into byte lanes (an ISA 16-bit access hits two consecutive ports). */
-  #lanes(offset: number, size: AccessSize, lane: (offset: number, i: number) => number): number {
-    let v = 0;
-    for (let i = 0; i < size && i < 4; i++) {
-      const o = offset + i;
-      const b = o < RTC_WINDOW ? lane(o, i) : 0xff;
-      v += b * 2 ** (8 * i);
-    }
-    return v;
   }
 
   #upperRead(offset: number): number {
@@ -649,7 +682,7 @@ export class Rtc implements BusDevice, TimerOwner {
     const s = this.#s;
     if (TIME_REGISTERS.has(index)) {
       if (s.latched) return s.cmos[index];
-      return timeBytes(this.#seconds(now), s.regB).get(index)!;
+      return timeByte(index, toCalendar(this.#seconds(now)), s.regB);
     }
     switch (index) {
       case RTC_REG_A:
@@ -831,17 +864,9 @@ export class Rtc implements BusDevice, TimerOwner {
   #alarmMatches(t: number): boolean {
     const s = this.#s;
     const sod = t - Math.floor(t / SECONDS_PER_DAY) * SECONDS_PER_DAY;
-    const fmt = (v: number) => (s.regB & REG_B_DM ? v : toBcd(v));
-    const hour24 = Math.floor(sod / 3600);
-    const hour = s.regB & REG_B_24H
-      ? fmt(hour24)
-      : fmt(hour24 % 12 === 0 ? 12 : hour24 % 12) | (hour24 >= 12 ? RTC_HOUR_PM : 0);
-    // Datasheet "Alarm": a "don't care" code (11xxxxxx) matches any value.
-    const match = (alarm: number, value: number) =>
-      (alarm & RTC_ALARM_DONT_CARE) === RTC_ALARM_DONT_CARE || alarm === value;
-    return match(s.cmos[RTC_SECONDS_ALARM], fmt(sod % 60)) &&
-      match(s.cmos[RTC_MINUTES_ALARM], fmt(Math.floor(sod / 60) % 60)) &&
-      match(s.cmos[RTC_HOURS_ALARM], hour);
+    return alarmMatch(s.cmos[RTC_SECONDS_ALARM], encode(sod % 60, s.regB)) &&
+      alarmMatch(s.cmos[RTC_MINUTES_ALARM], encode(Math.floor(sod / 60) % 60, s.regB)) &&
+      alarmMatch(s.cmos[RTC_HOURS_ALARM], hourByte(Math.floor(sod / 3600), s.regB));
   }
 
   /** IRQF: some flag set together with its enable (Register C). */
