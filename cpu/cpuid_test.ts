@@ -152,20 +152,22 @@ function checkTopology(t: CpuidEntry[], x: Expect, x2apic: boolean): void {
   }
 }
 
+/** A package of one single-threaded core: no HTT, nothing shared, zero shifts. */
+const ONE_CPU_PACKAGE: Omit<Expect, "apicId"> = {
+  perPackage: 1,
+  htt: false,
+  smtShift: 0,
+  coreShift: 0,
+  threads: 1,
+  logical: 1,
+  l1Sharing: 0,
+  l3Sharing: 0,
+  coresField: 0,
+};
+
 Deno.test("1 socket x 1 core x 1 thread", () => {
   const t = buildCpuid(intelTable(), topo(1, 1, 1), 0, { x2apic: false });
-  checkTopology(t, {
-    apicId: 0,
-    perPackage: 1,
-    htt: false,
-    smtShift: 0,
-    coreShift: 0,
-    threads: 1,
-    logical: 1,
-    l1Sharing: 0,
-    l3Sharing: 0,
-    coresField: 0,
-  }, false);
+  checkTopology(t, { apicId: 0, ...ONE_CPU_PACKAGE }, false);
 });
 
 Deno.test("2 sockets x 2 cores x 2 threads, every vCPU", () => {
@@ -211,18 +213,11 @@ Deno.test("cpus = 2, maxcpus = 4: one-CPU sockets, the hot-pluggable CPU's own A
   for (const i of [0, 1, 3]) {
     const apicId = apicIdOf(i, t);
     assert.equal(apicId, i);
-    checkTopology(buildCpuid(intelTable(), t, apicId, { x2apic: false }), {
-      apicId,
-      perPackage: 1,
-      htt: false,
-      smtShift: 0,
-      coreShift: 0,
-      threads: 1,
-      logical: 1,
-      l1Sharing: 0,
-      l3Sharing: 0,
-      coresField: 0,
-    }, false);
+    checkTopology(
+      buildCpuid(intelTable(), t, apicId, { x2apic: false }),
+      { apicId, ...ONE_CPU_PACKAGE },
+      false,
+    );
   }
 });
 

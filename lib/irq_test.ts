@@ -29,10 +29,16 @@ Deno.test("a device's GSI n stands for the 8259 pin and the IOAPIC pin of IRQ n 
   assert.throws(() => pinsOf(64), /out of range/);
 });
 
-Deno.test("an ISA line drives its 8259 pin and its IOAPIC pin, each through its own GSI", () => {
+/** A line table whose drive calls are recorded in `driven` as [gsi, level]. */
+function setup() {
   const table = new IrqLineTable();
   const driven: [number, number][] = [];
   const line = table.lines((gsi, level) => driven.push([gsi, level]));
+  return { table, driven, line };
+}
+
+Deno.test("an ISA line drives its 8259 pin and its IOAPIC pin, each through its own GSI", () => {
+  const { driven, line } = setup();
   const com1 = line(4);
   com1.assert();
   com1.deassert();
@@ -52,9 +58,7 @@ Deno.test("an ISA line drives its 8259 pin and its IOAPIC pin, each through its 
 });
 
 Deno.test("a shared pin is the wired-OR of its sources", () => {
-  const table = new IrqLineTable();
-  const driven: [number, number][] = [];
-  const line = table.lines((gsi, level) => driven.push([gsi, level]));
+  const { table, driven, line } = setup();
   const a = line(16), b = line(16), c = line(17);
   a.assert();
   b.assert(); // already high: no new edge
@@ -72,9 +76,7 @@ Deno.test("a shared pin is the wired-OR of its sources", () => {
 });
 
 Deno.test("an ISA device and a PIRQ share 8259 pin n without glitching it", () => {
-  const table = new IrqLineTable();
-  const driven: [number, number][] = [];
-  const line = table.lines((gsi, level) => driven.push([gsi, level]));
+  const { driven, line } = setup();
   const com1 = line(4), pirq = line(picOnlyGsi(4));
   com1.assert();
   pirq.assert(); // the 8259 pin is already high
