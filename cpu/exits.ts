@@ -10,6 +10,11 @@ import { KVM_EXIT, KVM_EXIT_IO_OUT, KVM_RUN_STRUCT } from "./kvm_abi.ts";
 
 const O = KVM_RUN_STRUCT.o;
 
+/** A little-endian u64 field as a number, without a BigInt (the fields read here stay below 2^53). */
+function u64(view: DataView, offset: number): number {
+  return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * 2 ** 32;
+}
+
 /** Port I/O: `count` accesses of `size` bytes; data at `dataOffset` in the run page. */
 export interface IoExit {
   readonly reason: "io";
@@ -100,7 +105,7 @@ export function decodeExit(bytes: Uint8Array, view: DataView): VcpuExit {
     case KVM_EXIT.IO: {
       const size = bytes[O.ioSize];
       const count = view.getUint32(O.ioCount, true);
-      const dataOffset = Number(view.getBigUint64(O.ioDataOffset, true));
+      const dataOffset = u64(view, O.ioDataOffset);
       if (size !== 1 && size !== 2 && size !== 4) {
         throw new BadExitError(`KVM_EXIT_IO with size ${size}`);
       }
@@ -126,7 +131,7 @@ export function decodeExit(bytes: Uint8Array, view: DataView): VcpuExit {
       return {
         reason: "mmio",
         write: bytes[O.mmioIsWrite] !== 0,
-        address: Number(view.getBigUint64(O.mmioPhysAddr, true)),
+        address: u64(view, O.mmioPhysAddr),
         size,
       };
     }

@@ -9,6 +9,7 @@
  */
 import {
   cString,
+  E2BIG,
   EACCES,
   ENOENT,
   libc,
@@ -24,7 +25,6 @@ import {
   KVM_API_VERSION,
   KVM_CPUID2_STRUCT,
   KVM_CPUID_ENTRY2_STRUCT,
-  KVM_ENABLE_CAP_STRUCT,
   KVM_IRQ_LEVEL_STRUCT,
   KVM_IRQ_ROUTING_ENTRY_STRUCT,
   KVM_IRQ_ROUTING_IRQCHIP,
@@ -34,8 +34,6 @@ import {
   KVM_LAPIC_STATE_STRUCT,
   KVM_MP_STATE_STRUCT,
   KVM_MSI_STRUCT,
-  KVM_MSR_ENTRY_STRUCT,
-  KVM_MSRS_STRUCT,
   KVM_PIC_STATE_STRUCT,
   KVM_PIT_CONFIG_STRUCT,
   KVM_PIT_FLAGS_HPET_LEGACY,
@@ -45,7 +43,6 @@ import {
   KVM_SREGS_STRUCT,
   KVM_TRANSLATION_STRUCT,
   KVM_USERSPACE_MEMORY_REGION_STRUCT,
-  KVM_VCPU_EVENTS_STRUCT,
 } from "./kvm_abi.ts";
 import { decodeRegs, decodeSregs, encodeRegs, encodeSregs, type Regs, type Sregs } from "./regs.ts";
 
@@ -79,8 +76,8 @@ function check(name: IoctlName, r: number, detail?: string): number {
   return r;
 }
 
-function ioctlInt(fd: number, name: IoctlName, arg = 0): number {
-  return check(name, libc().fn.ioctl(fd, IOCTL[name], BigInt(arg)));
+function ioctlInt(fd: number, name: IoctlName, arg = 0, detail?: string): number {
+  return check(name, libc().fn.ioctl(fd, IOCTL[name], BigInt(arg)), detail);
 }
 
 function ioctlBuf(fd: number, name: IoctlName, buf: Uint8Array, detail?: string): number {
@@ -172,11 +169,11 @@ export function getSupportedCpuid(kvmFd: number): CpuidEntry[] {
   for (let n = 256; n <= 4096; n *= 2) {
     const buf = new Uint8Array(KVM_CPUID2_STRUCT.size + n * E.size);
     const dv = new DataView(buf.buffer);
-    dv.setUint32(0, n, true);
+    dv.setUint32(KVM_CPUID2_STRUCT.o.nent, n, true);
     const r = libc().fn.ioctlBuf(kvmFd, IOCTL.KVM_GET_SUPPORTED_CPUID, buf);
     if (r < 0) {
       const e = libc().errno();
-      if (e === 7 /* E2BIG */) continue;
+      if (e === E2BIG) continue;
       throw new KvmError("KVM_GET_SUPPORTED_CPUID", e);
     }
     const nent = dv.getUint32(KVM_CPUID2_STRUCT.o.nent, true);
@@ -195,7 +192,7 @@ export function getSupportedCpuid(kvmFd: number): CpuidEntry[] {
     }
     return out;
   }
-  throw new KvmError("KVM_GET_SUPPORTED_CPUID", 7, "more than 4096 entries");
+  throw new KvmError("KVM_GET_SUPPORTED_CPUID", E2BIG, "more than 4096 entries");
 }
 
 // --- VM ----------------------------------------------------------------------
@@ -289,21 +286,6 @@ export function createPit2(vmFd: number, flags = 0): void {
   ioctlBuf(vmFd, "KVM_CREATE_PIT2", buf);
 }
 
-/** KVM_SET_BOOT_CPU_ID: which vCPU id is the BSP (before any vCPU exists). */
-export function setBootCpuId(vmFd: number, id: number): void {
-  ioctlInt(vmFd, "KVM_SET_BOOT_CPU_ID", id);
-}
-
-/** KVM_ENABLE_CAP on a VM or vCPU fd. */
-export function enableCap(fd: number, cap: number, args: readonly bigint[] = []): void {
-  const S = KVM_ENABLE_CAP_STRUCT;
-  const buf = new Uint8Array(S.size);
-  const dv = new DataView(buf.buffer);
-  dv.setUint32(S.o.cap, cap, true);
-  args.forEach((a, i) => dv.setBigUint64(S.o.args + 8 * i, a, true));
-  ioctlBuf(fd, "KVM_ENABLE_CAP", buf, `cap ${cap}`);
-}
-
 /**
  * Reusable KVM_IRQ_LINE argument buffers, one per thread (module state is
  * per Worker), so raising an interrupt allocates nothing.
@@ -362,11 +344,7 @@ export function setGsiRouting(vmFd: number, routes: readonly GsiRoute[]): void {
 
 /** KVM_CREATE_VCPU: `id` is also the vCPU's initial APIC ID on x86. */
 export function createVcpu(vmFd: number, id: number): number {
-  return check(
-    "KVM_CREATE_VCPU",
-    libc().fn.ioctl(vmFd, IOCTL.KVM_CREATE_VCPU, BigInt(id)),
-    `id ${id}`,
-  );
+  return ioctlInt(vmFd, "KVM_CREATE_VCPU", id, `id ${id}`);
 }
 
 /** The kvm_run page of a vCPU, mapped into this process. */
@@ -394,16 +372,6 @@ export function mapRunPage(vcpuFd: number, mmapSize: number): RunPage {
 /** Unmaps a kvm_run page. */
 export function unmapRunPage(page: RunPage): void {
   libc().fn.munmap(page.pointer, BigInt(page.bytes.length));
-}
-
-/**
- * KVM_RUN: returns 0, or the negated errno (-EINTR after a kick) without
- * throwing, because the run loop handles those itself. It is the hot path.
- */
-export function run(vcpuFd: number): number {
-  const c = libc();
-  const r = c.fn.ioctl(vcpuFd, IOCTL.KVM_RUN, 0n);
-  return r < 0 ? -c.errno() : r;
 }
 
 /** KVM_GET_REGS. */
@@ -435,45 +403,6 @@ export function setCpuid2(vcpuFd: number, entries: readonly CpuidEntry[]): void 
   ioctlBuf(vcpuFd, "KVM_SET_CPUID2", encodeCpuid(entries), `${entries.length} entries`);
 }
 
-/** KVM_SET_MSRS: writes MSRs; throws unless all were written. */
-export function setMsrs(
-  vcpuFd: number,
-  msrs: ReadonlyArray<readonly [index: number, value: bigint]>,
-): void {
-  const E = KVM_MSR_ENTRY_STRUCT;
-  const buf = new Uint8Array(KVM_MSRS_STRUCT.size + msrs.length * E.size);
-  const dv = new DataView(buf.buffer);
-  dv.setUint32(KVM_MSRS_STRUCT.o.nmsrs, msrs.length, true);
-  msrs.forEach(([index, value], i) => {
-    const at = KVM_MSRS_STRUCT.o.entries + i * E.size;
-    dv.setUint32(at + E.o.index, index, true);
-    dv.setBigUint64(at + E.o.data, value, true);
-  });
-  const n = ioctlBuf(vcpuFd, "KVM_SET_MSRS", buf);
-  if (n !== msrs.length) {
-    const bad = msrs[n][0];
-    throw new KvmError("KVM_SET_MSRS", 22, `MSR 0x${bad.toString(16)} rejected`);
-  }
-}
-
-/** KVM_GET_MSRS: reads MSRs; an MSR KVM does not know ends the list early. */
-export function getMsrs(vcpuFd: number, indices: readonly number[]): Map<number, bigint> {
-  const E = KVM_MSR_ENTRY_STRUCT;
-  const buf = new Uint8Array(KVM_MSRS_STRUCT.size + indices.length * E.size);
-  const dv = new DataView(buf.buffer);
-  dv.setUint32(KVM_MSRS_STRUCT.o.nmsrs, indices.length, true);
-  indices.forEach((index, i) =>
-    dv.setUint32(KVM_MSRS_STRUCT.o.entries + i * E.size + E.o.index, index, true)
-  );
-  const n = ioctlBuf(vcpuFd, "KVM_GET_MSRS", buf);
-  const out = new Map<number, bigint>();
-  for (let i = 0; i < n; i++) {
-    const at = KVM_MSRS_STRUCT.o.entries + i * E.size;
-    out.set(dv.getUint32(at + E.o.index, true), dv.getBigUint64(at + E.o.data, true));
-  }
-  return out;
-}
-
 /** KVM_GET_LAPIC: the 1 KiB in-kernel LAPIC register page. */
 export function getLapic(vcpuFd: number): Uint8Array {
   const buf = new Uint8Array(KVM_LAPIC_STATE_STRUCT.size);
@@ -491,30 +420,6 @@ export function getMpState(vcpuFd: number): number {
   const buf = new Uint8Array(KVM_MP_STATE_STRUCT.size);
   ioctlBuf(vcpuFd, "KVM_GET_MP_STATE", buf);
   return new DataView(buf.buffer).getUint32(0, true);
-}
-
-/** KVM_SET_MP_STATE. */
-export function setMpState(vcpuFd: number, state: number): void {
-  const buf = new Uint8Array(KVM_MP_STATE_STRUCT.size);
-  new DataView(buf.buffer).setUint32(0, state, true);
-  ioctlBuf(vcpuFd, "KVM_SET_MP_STATE", buf);
-}
-
-/** KVM_GET_VCPU_EVENTS: the raw 64-byte kvm_vcpu_events. */
-export function getVcpuEvents(vcpuFd: number): Uint8Array {
-  const buf = new Uint8Array(KVM_VCPU_EVENTS_STRUCT.size);
-  ioctlBuf(vcpuFd, "KVM_GET_VCPU_EVENTS", buf);
-  return buf;
-}
-
-/** KVM_SET_VCPU_EVENTS. */
-export function setVcpuEvents(vcpuFd: number, events: Uint8Array): void {
-  ioctlBuf(vcpuFd, "KVM_SET_VCPU_EVENTS", events);
-}
-
-/** KVM_NMI: queues an NMI on the vCPU's LAPIC. */
-export function nmi(vcpuFd: number): void {
-  ioctlInt(vcpuFd, "KVM_NMI");
 }
 
 /** KVM_TRANSLATE: a guest linear address through the vCPU's current paging mode. */

@@ -62,10 +62,14 @@ export const MAP_NORESERVE = 0x4000;
 /** madvise: the pages may be freed; anonymous memory reads back as zeros. */
 export const MADV_DONTNEED = 4;
 
-/** open(2) flags. */
-export const O_RDONLY = 0;
-/** Open for reading and writing. */
+/** open(2): open for writing only. */
+export const O_WRONLY = 1;
+/** open(2): open for reading and writing. */
 export const O_RDWR = 2;
+/** open(2): create the file if it does not exist. */
+export const O_CREAT = 0o100;
+/** open(2): truncate an existing file to length 0. */
+export const O_TRUNC = 0o1000;
 /** Close the descriptor on exec. */
 export const O_CLOEXEC = 0o2000000;
 
@@ -110,6 +114,8 @@ export const EAGAIN = 11;
 export const EACCES = 13;
 /** No such file or directory. */
 export const ENOENT = 2;
+/** Argument list too long (an ioctl's buffer is too small). */
+export const E2BIG = 7;
 
 type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
@@ -118,7 +124,8 @@ export class Libc {
   /** The raw FFI symbols. */
   readonly fn: LibcSymbols;
   readonly #errno: Deno.UnsafePointerView;
-  readonly #ts = new BigInt64Array(2);
+  /** A struct timespec (tv_sec, tv_nsec: two 64-bit fields), read as 32-bit halves. */
+  readonly #ts = new Uint32Array(4);
   readonly #tsBytes = new Uint8Array(this.#ts.buffer);
 
   /** Opens libc for the calling thread. */
@@ -165,28 +172,18 @@ export class Libc {
    */
   monotonicNs(baseSeconds = 0): number {
     this.fn.clock_gettime(CLOCK_MONOTONIC, this.#tsBytes);
-    return Number(this.#ts[0] - BigInt(baseSeconds)) * 1e9 + Number(this.#ts[1]);
+    return (this.#seconds() - baseSeconds) * 1e9 + this.#ts[2];
   }
 
   /** The current CLOCK_MONOTONIC second, a base for {@linkcode Libc.monotonicNs}. */
   monotonicSeconds(): number {
     this.fn.clock_gettime(CLOCK_MONOTONIC, this.#tsBytes);
-    return Number(this.#ts[0]);
+    return this.#seconds();
   }
 
-  /** Writes all of `bytes` to `fd`, retrying on EINTR and short writes. */
-  writeAll(fd: number, bytes: Uint8Array): void {
-    let off = 0;
-    while (off < bytes.length) {
-      const chunk = off === 0 ? bytes : bytes.subarray(off);
-      const n = Number(this.fn.write(fd, chunk, BigInt(chunk.length)));
-      if (n < 0) {
-        const e = this.errno();
-        if (e === EINTR || e === EAGAIN) continue;
-        throw new Error(`write(fd ${fd}): ${this.strerror(e)}`);
-      }
-      off += n;
-    }
+  /** tv_sec of the last clock_gettime: a monotonic count, positive and far below 2^53. */
+  #seconds(): number {
+    return this.#ts[0] + this.#ts[1] * 2 ** 32;
   }
 }
 

@@ -117,8 +117,9 @@ function start(init: VcpuWorkerInit): void {
     record(bus, address, size, write) {
       stats[S_UNCLAIMED]++;
       vmc.countUnclaimed();
+      if (seenUnclaimed.size >= 256) return;
       const key = `${bus}:${address}:${write}`;
-      if (seenUnclaimed.size < 256 && !seenUnclaimed.has(key)) {
+      if (!seenUnclaimed.has(key)) {
         seenUnclaimed.add(key);
         log(
           "debug",

@@ -43,7 +43,7 @@ import {
   unmapRunPage,
 } from "../cpu/kvm.ts";
 import { KVM_CAP } from "../cpu/kvm_abi.ts";
-import { cString, libc, O_CLOEXEC } from "../cpu/libc.ts";
+import { cString, libc, O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY } from "../cpu/libc.ts";
 import { type CpuPlace, cpuPlaces } from "../cpu/topology.ts";
 import type { VcpuWorkerInit } from "../cpu/vcpu_worker.ts";
 import { type DeviceSpec, DeviceSpecs } from "../devices/registry.ts";
@@ -108,7 +108,7 @@ function openOutput(backend: ConsoleBackend): number {
   if (backend.kind === "none") return -1;
   const c = libc();
   // O_WRONLY | O_CREAT | O_TRUNC
-  const fd = c.fn.open(cString(backend.path), 0o1 | 0o100 | 0o1000 | O_CLOEXEC, 0o644);
+  const fd = c.fn.open(cString(backend.path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644);
   if (fd < 0) throw new Error(`cannot open console file ${backend.path}: ${c.strerror(c.errno())}`);
   return fd;
 }

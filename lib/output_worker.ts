@@ -52,8 +52,10 @@ self.onmessage = (e: MessageEvent<OutputWorkerInit>) => {
               }
               // The reader is gone (EPIPE, a closed file): the output goes nowhere from now on.
               o.broken = true;
-              const msg = `dhyve: console output to fd ${o.fd} stopped: ${c.strerror(err)}\n`;
-              c.fn.write(2, new TextEncoder().encode(msg), BigInt(msg.length));
+              const msg = new TextEncoder().encode(
+                `dhyve: console output to fd ${o.fd} stopped: ${c.strerror(err)}\n`,
+              );
+              c.fn.write(2, msg, BigInt(msg.length));
             } else {
               n = r;
             }
