@@ -64,6 +64,27 @@ export const PM1_CNT = Object.freeze({
   SLP_EN: 1 << 13,
 });
 
+// Block layout. The lengths are the FADT's (ACPI 6.5, 5.2.9, Table 5.9:
+// PM1_EVT_LEN, PM1_CNT_LEN, PM_TMR_LEN, GPE0_BLK_LEN); the offsets from the
+// device's base port are dhyve's packing of the four blocks (lib/platform.ts).
+
+/** Bytes of the PM1 event block: PM1_STS and PM1_EN, 2 bytes each (FADT PM1_EVT_LEN). */
+export const PM1_EVT_LEN = 4;
+/** Bytes of the PM1 control block: PM1_CNT (FADT PM1_CNT_LEN). */
+export const PM1_CNT_LEN = 2;
+/** Bytes of the PM timer: TMR_VAL (FADT PM_TMR_LEN). */
+export const PM_TMR_LEN = 4;
+/** Bytes of the GPE0 block: GPE0_STS and GPE0_EN, 2 bytes each (FADT GPE0_BLK_LEN). */
+export const GPE0_BLK_LEN = 4;
+/** Offset of the PM1 event block from the device's base port. */
+export const PM1_EVT_OFFSET = 0;
+/** Offset of the PM1 control block (dword aligned after the event block). */
+export const PM1_CNT_OFFSET = 4;
+/** Offset of the PM timer. */
+export const PM_TMR_OFFSET = 8;
+/** Offset of the GPE0 block. */
+export const GPE0_OFFSET = 12;
+
 /** The general-purpose event of the power button (GPE0_STS/GPE0_EN bit). */
 export const POWER_BUTTON_GPE = 0;
 

@@ -32,10 +32,6 @@ import { defineState } from "./state.ts";
 export const I8042_DATA = 0;
 /** Offset of the status/command port (I/O port 0x64). */
 export const I8042_COMMAND = 4;
-/** I/O port of the data register on a PC. */
-export const I8042_DATA_PORT = 0x60;
-/** I/O port of the status/command register on a PC. */
-export const I8042_COMMAND_PORT = 0x64;
 
 // Status register, read at port 0x64 ([AT-TR] "Status Register"; [PS/2] bits 5, 6).
 /** Status: output buffer full (a byte waits at port 0x60). */

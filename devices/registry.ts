@@ -8,20 +8,42 @@
  *
  * @module
  */
-import { AcpiPm, AcpiPmState } from "./acpi_pm.ts";
+import { IRQ, PORT } from "../lib/platform.ts";
+import {
+  AcpiPm,
+  AcpiPmState,
+  GPE0_BLK_LEN,
+  GPE0_OFFSET,
+  PM1_CNT_LEN,
+  PM1_CNT_OFFSET,
+  PM1_EVT_LEN,
+  PM1_EVT_OFFSET,
+  PM_TMR_LEN,
+  PM_TMR_OFFSET,
+} from "./acpi_pm.ts";
 import { DebugExit } from "./debug_exit.ts";
 import type { BusDevice, Clock, IrqLine, MsiSink, Output, Platform, Timer } from "./device.ts";
-import type { PortFallback } from "./bus.ts";
+import { allOnes, type PortFallback } from "./bus.ts";
 import { I8042, I8042State } from "./i8042.ts";
 import { PostPort, PostState } from "./post.ts";
 import { ResetControl, ResetControlState } from "./reset_control.ts";
-import { Uart16550, Uart16550State } from "./uart16550.ts";
-import { Rtc, RtcState } from "./rtc.ts";
+import { Uart16550, Uart16550State, UART_WINDOW } from "./uart16550.ts";
+import { Rtc, RTC_WINDOW, RtcState } from "./rtc.ts";
 import { Hpet, HPET_GSIS, HPET_TIMERS, HPET_WINDOW, HpetState } from "./hpet.ts";
-import { PciHost, PciHostState } from "./pci/host.ts";
-import { PciLpcBridge, PciLpcState } from "./pci/lpc.ts";
+import {
+  ECAM_SIZE,
+  PCI_CONFIG_ADDRESS_PORT,
+  PCI_CONFIG_ADDRESS_PORTS,
+  PCI_CONFIG_DATA_PORT,
+  PCI_CONFIG_DATA_PORTS,
+  PCI_CONFIG_PROBE_PORT,
+  PCI_CONFIG_PROBE_PORTS,
+  PciHost,
+  PciHostState,
+} from "./pci/host.ts";
+import { LPC_SLOT, PciLpcBridge, PciLpcState } from "./pci/lpc.ts";
 import { PciTestDevice, PciTestDeviceState } from "./pci/testdev.ts";
-import type { StateLayout } from "./state.ts";
+import type { FieldSpecs, StateLayout } from "./state.ts";
 
 /** What a thread gives the devices it attaches. */
 export interface DeviceContext {
@@ -131,9 +153,14 @@ const num = (spec: Pick<DeviceSpec, "name" | "options">, key: string): number =>
 
 const EMPTY_STATE = () => new SharedArrayBuffer(8);
 
+/** A fresh, zeroed shared buffer for one `layout` (what `layout.create()` allocates). */
+function newSharedState<F extends FieldSpecs>(layout: StateLayout<F>): SharedArrayBuffer {
+  return new SharedArrayBuffer(layout.size);
+}
+
 /** Ports that are decoded but do nothing: writes are dropped, reads float (all ones). */
 const FLOATING: BusDevice = {
-  read: (_offset, size) => (size >= 4 ? 0xffffffff : (1 << (size * 8)) - 1),
+  read: (_offset, size) => allOnes(size),
   write: () => {},
 };
 
@@ -187,7 +214,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
       model: "uart16550",
       summary: "16550A UART with 16-byte FIFOs (COM ports), wired to the console",
       userPlaceable: false,
-      newState: () => Uart16550State.bufferOf(Uart16550State.create()) as SharedArrayBuffer,
+      newState: () => newSharedState(Uart16550State),
       attach(ctx, spec) {
         const uart = new Uart16550(
           { irq: ctx.irq(num(spec, "irq")), out: ctx.output(num(spec, "output")) },
@@ -199,7 +226,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
             bus: "pio",
             name: spec.name,
             base: num(spec, "port"),
-            length: 8,
+            length: UART_WINDOW,
             device: uart,
           }],
           reset: () => uart.reset(),
@@ -212,18 +239,24 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
       model: "i8042",
       summary: "8042 keyboard controller (no keyboard attached): reset line, A20, self-test",
       userPlaceable: false,
-      newState: () => I8042State.bufferOf(I8042State.create()) as SharedArrayBuffer,
+      newState: () => newSharedState(I8042State),
       attach(ctx, spec) {
         const kbc = new I8042(
-          { platform: ctx.platform, irq1: ctx.irq(1), irq12: ctx.irq(12) },
+          { platform: ctx.platform, irq1: ctx.irq(IRQ.keyboard), irq12: ctx.irq(IRQ.mouse) },
           I8042State.bind(spec.state),
         );
         const ports = kbc.ports();
         return {
           spec,
           ranges: [
-            { bus: "pio", name: "i8042-data", base: 0x60, length: 1, device: ports.data },
-            { bus: "pio", name: "i8042-command", base: 0x64, length: 1, device: ports.command },
+            { bus: "pio", name: "i8042-data", base: PORT.i8042Data, length: 1, device: ports.data },
+            {
+              bus: "pio",
+              name: "i8042-command",
+              base: PORT.i8042Command,
+              length: 1,
+              device: ports.command,
+            },
           ],
           reset: () => kbc.reset(),
         };
@@ -233,7 +266,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
       model: "reset-control",
       summary: "Reset control register at port 0xCF9 (ICH RST_CNT)",
       userPlaceable: false,
-      newState: () => ResetControlState.bufferOf(ResetControlState.create()) as SharedArrayBuffer,
+      newState: () => newSharedState(ResetControlState),
       attach(ctx, spec) {
         const dev = new ResetControl(
           { platform: ctx.platform },
@@ -241,7 +274,13 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
         );
         return {
           spec,
-          ranges: [{ bus: "pio", name: spec.name, base: 0xcf9, length: 1, device: dev }],
+          ranges: [{
+            bus: "pio",
+            name: spec.name,
+            base: PORT.resetControl,
+            length: 1,
+            device: dev,
+          }],
           reset: () => dev.reset(),
         };
       },
@@ -250,7 +289,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
       model: "post",
       summary: "POST code port 0x80 (keeps the last code)",
       userPlaceable: false,
-      newState: () => PostState.bufferOf(PostState.create()) as SharedArrayBuffer,
+      newState: () => newSharedState(PostState),
       attach(_ctx, spec) {
         const dev = new PostPort(PostState.bind(spec.state));
         return {
@@ -258,7 +297,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
           ranges: [{
             bus: "pio",
             name: spec.name,
-            base: 0x80,
+            base: PORT.post,
             length: 1,
             device: dev,
             lockFree: true,
@@ -272,7 +311,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
       summary: "ACPI PM1a event/control blocks (power button, S5) and the 3.58 MHz PM timer",
       userPlaceable: false,
       timers: 1,
-      newState: () => AcpiPmState.bufferOf(AcpiPmState.create()) as SharedArrayBuffer,
+      newState: () => newSharedState(AcpiPmState),
       attach(ctx, spec) {
         const pm = new AcpiPm(
           {
@@ -287,17 +326,35 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
         return {
           spec,
           ranges: [
-            { bus: "pio", name: "pm1a-event", base, length: 4, device: pm.event },
-            { bus: "pio", name: "pm1a-control", base: base + 4, length: 2, device: pm.control },
+            {
+              bus: "pio",
+              name: "pm1a-event",
+              base: base + PM1_EVT_OFFSET,
+              length: PM1_EVT_LEN,
+              device: pm.event,
+            },
+            {
+              bus: "pio",
+              name: "pm1a-control",
+              base: base + PM1_CNT_OFFSET,
+              length: PM1_CNT_LEN,
+              device: pm.control,
+            },
             {
               bus: "pio",
               name: "pm-timer",
-              base: base + 8,
-              length: 4,
+              base: base + PM_TMR_OFFSET,
+              length: PM_TMR_LEN,
               device: pm.timer,
               lockFree: true,
             },
-            { bus: "pio", name: "gpe0", base: base + 12, length: 4, device: pm.gpe },
+            {
+              bus: "pio",
+              name: "gpe0",
+              base: base + GPE0_OFFSET,
+              length: GPE0_BLK_LEN,
+              device: pm.gpe,
+            },
           ],
           reset: () => pm.reset(),
           onTimer: (id) => pm.onTimer(id),
@@ -337,7 +394,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
       summary: "MC146818 RTC with 256 bytes of CMOS: periodic, update-ended and alarm interrupts",
       userPlaceable: false,
       timers: 1,
-      newState: () => RtcState.bufferOf(RtcState.create()) as SharedArrayBuffer,
+      newState: () => newSharedState(RtcState),
       attach(ctx, spec) {
         const rtc = new Rtc({
           irq: ctx.irq(num(spec, "irq")),
@@ -352,8 +409,15 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
         return {
           spec,
           ranges: [
-            { bus: "pio", name: "rtc", base: port, length: 2, device: low },
-            { bus: "pio", name: "rtc-extended", base: port + 2, length: 2, device: high },
+            { bus: "pio", name: "rtc", base: port, length: RTC_WINDOW, device: low },
+            // The upper CMOS bank's index/data pair follows (0x72/0x73).
+            {
+              bus: "pio",
+              name: "rtc-extended",
+              base: port + RTC_WINDOW,
+              length: RTC_WINDOW,
+              device: high,
+            },
           ],
           reset: () => rtc.reset(),
           powerOn: () => rtc.powerOn(),
@@ -368,7 +432,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
         "HPET: 8 timers, 32-bit counter at 16.78 MHz, one-shot/periodic, IOAPIC, FSB (MSI) and legacy routes",
       userPlaceable: false,
       timers: HPET_TIMERS,
-      newState: () => HpetState.bufferOf(HpetState.create()) as SharedArrayBuffer,
+      newState: () => newSharedState(HpetState),
       attach(ctx, spec) {
         // Every line the HPET can drive is taken now, in the same order in every
         // thread, so each thread gets the same wired-OR source bits.
@@ -441,41 +505,48 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
           start: num(spec, start),
           end: num(spec, end),
         });
+        const ecamBase = num(spec, "ecamBase");
+        const mem32 = window("mem32Start", "mem32End"), mem64 = window("mem64Start", "mem64End");
         const host = new PciHost({
-          ecamBase: num(spec, "ecamBase"),
-          mem32: window("mem32Start", "mem32End"),
-          mem64: window("mem64Start", "mem64End"),
-          functions: [{ slot: 31, function: 0, device: lpc }, ...devices],
+          ecamBase,
+          mem32,
+          mem64,
+          functions: [{ slot: LPC_SLOT, function: 0, device: lpc }, ...devices],
         }, PciHostState.bind(buf, offsets[0]));
         const d = host.devices;
-        const mem32 = window("mem32Start", "mem32End"), mem64 = window("mem64Start", "mem64End");
         return {
           spec,
           ranges: [
             {
               bus: "pio",
               name: "pci-config-address",
-              base: 0xcf8,
-              length: 1,
+              base: PCI_CONFIG_ADDRESS_PORT,
+              length: PCI_CONFIG_ADDRESS_PORTS,
               device: d.configAddress,
             },
-            { bus: "pio", name: "pci-config-data", base: 0xcfc, length: 4, device: d.configData },
-            // 0xCFA-0xCFB: byte ports of the old configuration mechanism #2. Linux
-            // writes 0xCFB while probing for mechanism #1 (arch/x86/pci/direct.c);
-            // accept and ignore it so strict_io guests still boot. Reads float.
+            {
+              bus: "pio",
+              name: "pci-config-data",
+              base: PCI_CONFIG_DATA_PORT,
+              length: PCI_CONFIG_DATA_PORTS,
+              device: d.configData,
+            },
+            // The mechanism #2 byte ports Linux pokes while probing for
+            // mechanism #1: accepted and ignored so strict_io guests still
+            // boot. Reads float.
             {
               bus: "pio",
               name: "pci-config-probe",
-              base: 0xcfa,
-              length: 2,
+              base: PCI_CONFIG_PROBE_PORT,
+              length: PCI_CONFIG_PROBE_PORTS,
               device: FLOATING,
               lockFree: true,
             },
             {
               bus: "mmio",
               name: "pci-ecam",
-              base: num(spec, "ecamBase"),
-              length: 256 << 20,
+              base: ecamBase,
+              length: ECAM_SIZE,
               device: d.ecam,
             },
             {

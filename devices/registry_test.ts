@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { DEVICE_TYPES, PCI_TYPES } from "../lib/config.ts";
+import { FIXED_PORTS, IRQ, PORT } from "../lib/platform.ts";
 import { FakeClock, FakeIrq, FakeMsi, FakePlatform, FakeTimer } from "./_fakes.ts";
 import { HPET_GSIS } from "./hpet.ts";
 import {
@@ -47,10 +48,9 @@ Deno.test("every model's state buffer is shared memory (it is bound in every thr
   }
 });
 
-Deno.test("the HPET takes every line it may drive at attach, in HPET_GSIS order", () => {
-  const spec = new DeviceSpecs().add("hpet", "hpet", { address: 0xfed00000 });
-  const taken: number[] = [];
-  const ctx: DeviceContext = {
+/** A DeviceContext of fakes; `taken` records the GSIs of the lines handed out, in order. */
+function fakeContext(taken: number[] = []): DeviceContext {
+  return {
     irq: (gsi) => (taken.push(gsi), new FakeIrq()),
     clock: new FakeClock(),
     platform: new FakePlatform(),
@@ -62,6 +62,50 @@ Deno.test("the HPET takes every line it may drive at attach, in HPET_GSIS order"
     picOnlyGsi: (irq) => irq,
     pitHpetLegacy: () => {},
   };
-  attachDevice(ctx, spec);
+}
+
+Deno.test("the HPET takes every line it may drive at attach, in HPET_GSIS order", () => {
+  const spec = new DeviceSpecs().add("hpet", "hpet", { address: 0xfed00000 });
+  const taken: number[] = [];
+  attachDevice(fakeContext(taken), spec);
   assert.deepEqual(taken, [...HPET_GSIS]);
+});
+
+Deno.test("the platform devices claim exactly the platform's fixed port ranges", () => {
+  const specs = new DeviceSpecs();
+  specs.add("uart16550", "com1", { port: PORT.com1, irq: IRQ.com1, output: 0 });
+  specs.add("uart16550", "com2", { port: PORT.com2, irq: IRQ.com2, output: 1 });
+  specs.add("i8042", "i8042");
+  specs.add("reset-control", "reset-control");
+  specs.add("post", "post");
+  specs.add("acpi-pm", "acpi-pm", { port: PORT.pm1aEvent, sci: IRQ.sci });
+  specs.add("rtc", "rtc", {
+    port: PORT.rtc,
+    irq: IRQ.rtc,
+    utcOffset: 0,
+    lowmemEnd: 1 << 30,
+    highmemSize: 0,
+  });
+  specs.add("pci", "pci", {
+    ecamBase: 0xe0000000,
+    mem32Start: 0xc0000000,
+    mem32End: 0xe0000000,
+    mem64Start: 2 ** 36,
+    mem64End: 2 ** 37,
+    pirqIrqs: new Array(8).fill(0x80),
+    functions: [],
+  });
+  const ctx = fakeContext();
+  const claimed = new Map<string, { base: number; length: number }>();
+  for (const spec of specs.list) {
+    for (const r of attachDevice(ctx, spec).ranges) {
+      if (r.bus === "pio") claimed.set(r.name, { base: r.base, length: r.length });
+    }
+  }
+  const fixed = FIXED_PORTS.filter((f) => f.owner === "dhyve");
+  assert.deepEqual(
+    Object.fromEntries(fixed.map((f) => [f.name, claimed.get(f.name)])),
+    Object.fromEntries(fixed.map((f) => [f.name, { base: f.base, length: f.length }])),
+  );
+  assert.deepEqual([...claimed.keys()].sort(), fixed.map((f) => f.name).sort());
 });

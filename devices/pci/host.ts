@@ -42,10 +42,23 @@ import { PCI_FUNCTION_FIELDS, PciFunction } from "./function.ts";
 
 /** CONFIG_ADDRESS port. */
 export const PCI_CONFIG_ADDRESS_PORT = 0xcf8;
+/**
+ * CONFIG_ADDRESS: ports claimed. Only 0xCF8 itself: a dword access is decoded
+ * by its first port, and 0xCF9 is the reset control register (byte access).
+ */
+export const PCI_CONFIG_ADDRESS_PORTS = 1;
 /** CONFIG_DATA ports (0xCFC-0xCFF). */
 export const PCI_CONFIG_DATA_PORT = 0xcfc;
 /** CONFIG_DATA: number of ports. */
 export const PCI_CONFIG_DATA_PORTS = 4;
+/**
+ * 0xCFA-0xCFB: byte ports of the old configuration mechanism #2 (its Forward
+ * register is 0xCFA). Linux writes 0xCFB while probing for mechanism #1
+ * (arch/x86/pci/direct.c, pci_check_type1); the platform accepts and ignores it.
+ */
+export const PCI_CONFIG_PROBE_PORT = 0xcfa;
+/** The mechanism #2 probe ports: number of ports. */
+export const PCI_CONFIG_PROBE_PORTS = 2;
 /** CONFIG_ADDRESS bit 31: enable configuration cycles through CONFIG_DATA. */
 export const CONFIG_ADDRESS_ENABLE = 0x80000000;
 /** CONFIG_ADDRESS bits 23:16: bus number. */
@@ -149,8 +162,6 @@ export interface PciHostDevices {
   readonly mem32Window: BusDevice;
   /** MMIO [mem64.start, mem64.end): BAR decoding, offsets from mem64.start. */
   readonly mem64Window: BusDevice;
-  /** Ports [io.start, io.end): I/O BAR decoding, offsets from io.start. */
-  readonly ioWindow: BusDevice;
 }
 
 interface BarRef {
@@ -473,11 +484,6 @@ export class PciHost {
         o.mem64.start,
         (a, z) => this.mmioRead(a, z),
         (a, z, v) => this.mmioWrite(a, z, v),
-      ),
-      ioWindow: window(
-        o.io.start,
-        (a, z) => this.ioRead(a, z),
-        (a, z, v) => this.ioWrite(a, z, v),
       ),
     };
   }

@@ -35,6 +35,8 @@ export const LPC_VENDOR_ID = 0x8086;
 export const LPC_DEVICE_ID = 0x7000;
 /** Class 06/01/00: bridge, ISA bridge. */
 export const LPC_CLASS = 0x060100;
+/** The LPC bridge's device number on bus 0 (Intel ICH convention: the LPC interface is D31:F0). */
+export const LPC_SLOT = 31;
 
 /** PIRQA_ROUT (PIRQB-D follow at 0x61-0x63). */
 export const PIRQA_ROUT = 0x60;
