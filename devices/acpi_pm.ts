@@ -99,6 +99,48 @@ const EN_WRITABLE = PM1_EN.TMR | PM1_EN.GBL | PM1_EN.PWRBTN | PM1_EN.SLPBTN | PM
 // SLP_EN is write-only and reads as zero; GBL_RLS is write-only as well.
 const CNT_STORED = PM1_CNT.SCI_EN | PM1_CNT.BM_RLD | PM1_CNT.SLP_TYP_MASK;
 
+/**
+ * A read of a status/enable register pair (the PM1 event block and the GPE0
+ * block share the layout: STS at 0, EN at 2; ACPI 6.5, 4.8.4.1 and 4.8.4.2:
+ * byte, word or dword accesses). `sts` and `en` are the 16-bit registers.
+ */
+function readPair(sts: number, en: number, offset: number, size: AccessSize): number {
+  const regs = sts | (en << 16);
+  return size >= 4 && offset === 0
+    ? regs >>> 0
+    : (regs >>> (offset * 8)) & (size === 1 ? 0xff : 0xffff);
+}
+
+/**
+ * A write to a status/enable register pair, split into its byte lanes so
+ * that 1-, 2- and 4-byte writes agree. The status register is write 1 to
+ * clear (ACPI 6.5, 4.8.3.1 and 4.8.4.1) within `stsMask`; the enable
+ * register keeps the bits in `enMask`. `pair` and the result hold the
+ * status in bits 15:0 and the enable register in bits 31:16.
+ */
+function writePair(
+  pair: number,
+  offset: number,
+  size: AccessSize,
+  value: number,
+  stsMask: number,
+  enMask: number,
+): number {
+  let sts = pair & 0xffff;
+  let en = pair >>> 16;
+  for (let i = 0; i < size && offset + i < 4; i++) {
+    const byte = (value >>> (i * 8)) & 0xff;
+    const at = offset + i;
+    if (at < 2) {
+      sts &= ~((byte << (at * 8)) & stsMask);
+    } else {
+      const shift = (at - 2) * 8;
+      en = (en & ~(0xff << shift)) | ((byte << shift) & enMask);
+    }
+  }
+  return ((sts & 0xffff) | ((en & 0xffff) << 16)) >>> 0;
+}
+
 /** State of the ACPI PM block. */
 export const AcpiPmState = defineState("acpi-pm", 1, {
   sts: "u16",
@@ -137,6 +179,7 @@ export class AcpiPm implements TimerOwner {
     this.#s = state;
   }
 
+  /** PM timer ticks since `timerOrigin`, now (each entry point reads the clock once). */
   #ticks(): number {
     return Math.floor(((this.#clock.now() - this.#s.timerOrigin) * PM_TIMER_HZ) / 1e9);
   }
@@ -146,9 +189,9 @@ export class AcpiPm implements TimerOwner {
     return this.#ticks() % 2 ** 32;
   }
 
-  #updateTimerStatus(): void {
+  #updateTimerStatus(ticks: number): void {
     // TMR_STS: set when the timer's most significant bit changes (4.8.3.3).
-    const bit31 = this.timerValue() >= 2 ** 31 ? 1 : 0;
+    const bit31 = ticks % 2 ** 32 >= 2 ** 31 ? 1 : 0;
     if (bit31 !== this.#s.timerBit31) {
       this.#s.timerBit31 = bit31;
       this.#s.sts |= PM1_STS.TMR;
@@ -156,21 +199,22 @@ export class AcpiPm implements TimerOwner {
   }
 
   /** Arms the overflow timer for the next change of bit 31 while TMR_EN is set. */
-  #armTimer(): void {
+  #armTimer(ticks: number): void {
     if (!this.#timer) return;
     if (!(this.#s.en & PM1_EN.TMR)) {
       this.#timer.cancel();
       return;
     }
-    const next = (Math.floor(this.#ticks() / 2 ** 31) + 1) * 2 ** 31;
+    const next = (Math.floor(ticks / 2 ** 31) + 1) * 2 ** 31;
     this.#timer.arm(this.#s.timerOrigin + Math.ceil((next * 1e9) / PM_TIMER_HZ));
   }
 
   /** The overflow timer expired: latch TMR_STS, update the SCI, re-arm. */
   onTimer(_id: number): void {
-    this.#updateTimerStatus();
+    const ticks = this.#ticks();
+    this.#updateTimerStatus(ticks);
     this.#updateSci();
-    this.#armTimer();
+    this.#armTimer(ticks);
   }
 
   #updateSci(): void {
@@ -210,29 +254,20 @@ export class AcpiPm implements TimerOwner {
   /** The PM1 event block (PM1_STS at 0, PM1_EN at 2). */
   readonly event: BusDevice = {
     read: (offset: number, size: AccessSize): number => {
-      this.#updateTimerStatus();
+      this.#updateTimerStatus(this.#ticks());
       this.#updateSci();
-      const regs = this.#s.sts | (this.#s.en << 16);
-      return size >= 4 && offset === 0
-        ? regs >>> 0
-        : (regs >>> (offset * 8)) & (size === 1 ? 0xff : 0xffff);
+      return readPair(this.#s.sts, this.#s.en, offset, size);
     },
     write: (offset: number, size: AccessSize, value: number): void => {
-      // Split the access into its byte lanes so that 1-, 2- and 4-byte writes agree.
-      for (let i = 0; i < size && offset + i < 4; i++) {
-        const byte = (value >>> (i * 8)) & 0xff;
-        const at = offset + i;
-        if (at < 2) {
-          // PM1_STS: write 1 to clear (4.8.3.1).
-          this.#s.sts &= ~((byte << (at * 8)) & STS_WRITABLE);
-        } else {
-          const shift = (at - 2) * 8;
-          this.#s.en = (this.#s.en & ~(0xff << shift)) | ((byte << shift) & EN_WRITABLE);
-        }
-      }
-      this.#updateTimerStatus();
+      const s = this.#s;
+      // PM1_STS: write 1 to clear (4.8.3.1); PM1_EN: the implemented enables.
+      const pair = writePair(s.sts | (s.en << 16), offset, size, value, STS_WRITABLE, EN_WRITABLE);
+      s.sts = pair & 0xffff;
+      s.en = pair >>> 16;
+      const ticks = this.#ticks();
+      this.#updateTimerStatus(ticks);
       this.#updateSci();
-      this.#armTimer();
+      this.#armTimer(ticks);
     },
   };
 
@@ -262,22 +297,14 @@ export class AcpiPm implements TimerOwner {
 
   /** The GPE0 block (GPE0_STS at 0, GPE0_EN at 2; byte-accessible, 4.8.4.1). */
   readonly gpe: BusDevice = {
-    read: (offset: number, size: AccessSize): number => {
-      const regs = this.#s.gpeSts | (this.#s.gpeEn << 16);
-      return size >= 4 && offset === 0
-        ? regs >>> 0
-        : (regs >>> (offset * 8)) & (size === 1 ? 0xff : 0xffff);
-    },
+    read: (offset: number, size: AccessSize): number =>
+      readPair(this.#s.gpeSts, this.#s.gpeEn, offset, size),
     write: (offset: number, size: AccessSize, value: number): void => {
-      for (let i = 0; i < size && offset + i < 4; i++) {
-        const byte = (value >>> (i * 8)) & 0xff;
-        const at = offset + i;
-        if (at < 2) this.#s.gpeSts &= ~(byte << (at * 8)); // write 1 to clear
-        else {
-          const shift = (at - 2) * 8;
-          this.#s.gpeEn = (this.#s.gpeEn & ~(0xff << shift)) | (byte << shift);
-        }
-      }
+      const s = this.#s;
+      // GPE0_STS: write 1 to clear; all 16 events have status and enable bits.
+      const pair = writePair(s.gpeSts | (s.gpeEn << 16), offset, size, value, 0xffff, 0xffff);
+      s.gpeSts = pair & 0xffff;
+      s.gpeEn = pair >>> 16;
       this.#updateSci();
     },
   };
