@@ -1,8 +1,6 @@
 // Integration tests of the CLI's inspection commands.
 import assert from "node:assert/strict";
-import { dhyve } from "./helpers.ts";
-
-const DEMO = new URL("../configs/demo.toml", import.meta.url).pathname;
+import { DEMO, dhyve } from "./helpers.ts";
 
 Deno.test("dhyve check prints the effective config, topology, memory map, PCI routing and tables", async () => {
   const r = await dhyve(["check", DEMO]);

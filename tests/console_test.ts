@@ -2,16 +2,13 @@
 // dhyve a pseudo-terminal, so stdin goes into raw mode and the Ctrl-A
 // escapes work.
 import assert from "node:assert/strict";
-import { flatGuestToml, guestBytes, Scratch } from "./helpers.ts";
-
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+import { MAIN, Scratch } from "./helpers.ts";
 
 /** Runs dhyve under a pty; `keys` are typed after `delayMs`, one batch every 300 ms. */
 async function onTerminal(guest: `rm/${string}`, keys: string[], delayMs: number) {
   const s = await Scratch.create();
   try {
-    const image = await s.write("guest.bin", await guestBytes(guest));
-    const toml = await s.write("vm.toml", flatGuestToml(image));
+    const toml = await s.flatVm(guest);
     const child = new Deno.Command("script", {
       args: ["-qec", `${Deno.execPath()} run -A ${MAIN} up ${toml}`, "/dev/null"],
       stdin: "piped",

@@ -1,13 +1,26 @@
 // Integration tests: real-mode guests on KVM drive every way a VM ends, and
 // the console in both directions. Each runs `main.ts up` as a subprocess.
 import assert from "node:assert/strict";
-import { dhyve, flatGuestToml, guestBytes, runFlatGuest, Scratch } from "./helpers.ts";
+import { runFlatGuest, Scratch } from "./helpers.ts";
 
-Deno.test("a guest prints on COM1 and ends through debug-exit with (v << 1) | 1", async () => {
-  const r = await runFlatGuest("rm/hello");
-  assert.equal(r.stdout, "hello from real mode\n");
-  assert.equal(r.code, 33, r.stderr);
-  assert.match(r.stderr, /debug-exit: guest wrote 0x10/);
+Deno.test("a guest prints on COM1 and ends through debug-exit with (v << 1) | 1; --report writes the exit and per-vCPU statistics", async () => {
+  const s = await Scratch.create();
+  try {
+    const report = `${s.dir}/r.json`;
+    const r = await runFlatGuest("rm/hello", { args: ["--report", report] });
+    assert.equal(r.stdout, "hello from real mode\n");
+    assert.equal(r.code, 33, r.stderr);
+    assert.match(r.stderr, /debug-exit: guest wrote 0x10/);
+    const j = JSON.parse(await Deno.readTextFile(report));
+    assert.equal(j.exit.kind, "debug-exit");
+    assert.equal(j.exit.status, 33);
+    assert.equal(j.vcpus.length, 1);
+    // One OUT per character plus one LSR read each, then the debug-exit OUT.
+    assert.ok(j.vcpus[0].exits.io >= 2 * "hello from real mode\n".length + 1);
+    assert.ok(j.vcpus[0].firstRunWallMs > 0);
+  } finally {
+    await s.close();
+  }
 });
 
 Deno.test("piped stdin reaches the guest's UART and its echo comes back on stdout", async () => {
@@ -66,24 +79,6 @@ Deno.test("an unclaimed port reads as 0xFF; strict_io makes it fatal and names i
   assert.match(strict.stderr, /unclaimed pio 1-byte read at 0xe0/);
 });
 
-Deno.test("--report writes the exit and per-vCPU statistics", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const report = `${dir}/r.json`;
-    const r = await runFlatGuest("rm/hello", { args: ["--report", report] });
-    assert.equal(r.code, 33);
-    const j = JSON.parse(await Deno.readTextFile(report));
-    assert.equal(j.exit.kind, "debug-exit");
-    assert.equal(j.exit.status, 33);
-    assert.equal(j.vcpus.length, 1);
-    // One OUT per character plus one LSR read each, then the debug-exit OUT.
-    assert.ok(j.vcpus[0].exits.io >= 2 * "hello from real mode\n".length + 1);
-    assert.ok(j.vcpus[0].firstRunWallMs > 0);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
 Deno.test("on_reset = restart reboots in place; the RTC keeps its time and NVRAM across the reset", async () => {
   const r = await runFlatGuest("rm/rtc_reset", { extra: '[vm]\non_reset = "restart"\n' });
   assert.equal(r.code, 0x83, r.stderr);
@@ -94,15 +89,15 @@ Deno.test("on_reset = restart reboots in place; the RTC keeps its time and NVRAM
 });
 
 Deno.test("COM1 to a file: the guest's output lands there and stdout stays empty", async () => {
-  const dir = await Deno.makeTempDir();
+  const s = await Scratch.create();
   try {
-    const log = `${dir}/serial.log`;
+    const log = `${s.dir}/serial.log`;
     const r = await runFlatGuest("rm/hello", { extra: `[console]\ncom1 = { file = "${log}" }\n` });
     assert.equal(r.code, 33, r.stderr);
     assert.equal(r.stdout, "");
     assert.equal(await Deno.readTextFile(log), "hello from real mode\n");
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await s.close();
   }
 });
 
@@ -127,17 +122,10 @@ Deno.test("every vCPU halted with interrupts disabled: the VM halts with status 
 });
 
 Deno.test("a guest idling with interrupts enabled is not halted", async () => {
-  const s = await Scratch.create();
-  try {
-    const image = await s.write("guest.bin", await guestBytes("rm/ready_idle"));
-    const toml = await s.write("vm.toml", flatGuestToml(image));
-    // It idles for ever: dhyve must still be running it after 2 s.
-    const r = await dhyve(["up", toml], { timeoutMs: 2000 });
-    assert.equal(r.stdout, "ready\n");
-    assert.equal(r.code, 137, `exited by itself with ${r.code}: ${r.stderr}`);
-  } finally {
-    await s.close();
-  }
+  // It idles for ever: dhyve must still be running it after 2 s.
+  const r = await runFlatGuest("rm/ready_idle", { timeoutMs: 2000 });
+  assert.equal(r.stdout, "ready\n");
+  assert.equal(r.code, 137, `exited by itself with ${r.code}: ${r.stderr}`);
 });
 
 Deno.test("Linux's PCI mechanism #1 probe (0xCFB, 0xCF8, 0xCFC) works with strict_io", async () => {

@@ -7,7 +7,13 @@
 import { buildGuest, type GuestName } from "./guests/build.ts";
 
 const ROOT = new URL("..", import.meta.url);
-const MAIN = new URL("main.ts", ROOT).pathname;
+/** dhyve's CLI entry point. */
+export const MAIN: string = new URL("main.ts", ROOT).pathname;
+/** The demo VM definition (configs/demo.toml). */
+export const DEMO: string = new URL("configs/demo.toml", ROOT).pathname;
+
+/** A flat test guest: real mode (tests/guests/rm) or 32-bit protected mode (tests/guests/pm). */
+export type FlatGuestName = `rm/${string}` | `pm/${string}`;
 
 /** What a dhyve run produced. */
 export interface RunResult {
@@ -38,9 +44,17 @@ export class Scratch {
     return path;
   }
 
-  /** Builds a guest into the directory; returns its path. */
-  async guest(name: GuestName): Promise<string> {
-    return await this.write(`${name.replace("/", "_")}.bin`, await buildGuest(name));
+  /**
+   * Writes a flat test guest (`rm/<name>` or `pm/<name>`, see
+   * {@link runFlatGuest}) and its VM definition ({@link flatGuestToml} with
+   * `extra`); returns the definition's path.
+   */
+  async flatVm(name: FlatGuestName, extra = ""): Promise<string> {
+    const image = await this.write("guest.bin", await guestBytes(name));
+    return await this.write(
+      "vm.toml",
+      flatGuestToml(image, extra, name.startsWith("pm/") ? "prot32" : "real16"),
+    );
   }
 
   /** Removes the directory. */
@@ -58,19 +72,27 @@ export async function guestBytes(name: GuestName): Promise<Uint8Array> {
   return b;
 }
 
+/** Spawns `deno run -A main.ts <args>` with stdout and stderr piped and colours off. */
+export function spawnDhyve(
+  args: string[],
+  stdin: "null" | "piped" = "null",
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdin,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+}
+
 /** Runs `deno run -A main.ts <args>` with optional stdin; kills it after `timeoutMs`. */
 export async function dhyve(
   args: string[],
   opts: { stdin?: string; timeoutMs?: number } = {},
 ): Promise<RunResult> {
   const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    stdin: opts.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const child = spawnDhyve(args, opts.stdin === undefined ? "null" : "piped");
   if (opts.stdin !== undefined) {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(opts.stdin));
@@ -116,16 +138,12 @@ ${extra}`;
  * real mode) or `pm/<name>` (tests/guests/pm, 32-bit protected mode).
  */
 export async function runFlatGuest(
-  name: `rm/${string}` | `pm/${string}`,
+  name: FlatGuestName,
   opts: { extra?: string; stdin?: string; timeoutMs?: number; args?: string[] } = {},
 ): Promise<RunResult> {
   const s = await Scratch.create();
   try {
-    const image = await s.write("guest.bin", await guestBytes(name));
-    const toml = await s.write(
-      "vm.toml",
-      flatGuestToml(image, opts.extra, name.startsWith("pm/") ? "prot32" : "real16"),
-    );
+    const toml = await s.flatVm(name, opts.extra);
     return await dhyve(["up", ...(opts.args ?? []), toml], opts);
   } finally {
     await s.close();

@@ -11,7 +11,7 @@ import {
   Vm,
 } from "../mod.ts";
 import { probeImage } from "../lib/boot/_probe_image.ts";
-import { dhyve, probeReport, Scratch } from "./helpers.ts";
+import { DEMO, dhyve, probeReport, Scratch } from "./helpers.ts";
 import { libc } from "../cpu/libc.ts";
 
 // dhyve opens libc once per thread and keeps it for the life of the process;
@@ -54,7 +54,7 @@ function expectCpus(report: Map<string, string>, ids: number[]): void {
 }
 
 Deno.test("the demo config boots, reports both vCPUs and powers off within 10 s", async () => {
-  const r = await dhyve(["up", new URL("../configs/demo.toml", import.meta.url).pathname]);
+  const r = await dhyve(["up", DEMO]);
   assert.equal(r.code, 1, r.stderr);
   assert.ok(r.ms < 10_000, `took ${r.ms} ms`);
   const report = probeReport(r.stdout);

@@ -2,9 +2,7 @@
 // ACPI power button when the guest listens for it, otherwise (or on a second
 // signal) power the VM off.
 import assert from "node:assert/strict";
-import { flatGuestToml, guestBytes, Scratch } from "./helpers.ts";
-
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+import { Scratch, spawnDhyve } from "./helpers.ts";
 
 /** Boots `guest`, waits for "ready" on its console, sends `signals` and returns the exit. */
 async function signalled(
@@ -13,15 +11,7 @@ async function signalled(
 ): Promise<{ code: number; stderr: string }> {
   const s = await Scratch.create();
   try {
-    const image = await s.write("guest.bin", await guestBytes(guest));
-    const toml = await s.write("vm.toml", flatGuestToml(image));
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "up", toml],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
+    const child = spawnDhyve(["up", await s.flatVm(guest)]);
     const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
     const stderr = new Response(child.stderr).text();
     const reader = child.stdout.getReader();
@@ -66,15 +56,8 @@ Deno.test("a second signal forces the poweroff when the guest does not act on th
 Deno.test("a console nobody reads slows the guest down but never makes dhyve unresponsive", async () => {
   const s = await Scratch.create();
   try {
-    const image = await s.write("guest.bin", await guestBytes("rm/spew"));
-    const toml = await s.write("vm.toml", flatGuestToml(image));
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "up", toml],
-      stdin: "null",
-      stdout: "piped", // never read: the pipe fills, then dhyve's output ring
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
+    // stdout is never read: the pipe fills, then dhyve's output ring.
+    const child = spawnDhyve(["up", await s.flatVm("rm/spew")]);
     const stderr = new Response(child.stderr).text();
     await new Promise((r) => setTimeout(r, 1500));
     const t0 = performance.now();
