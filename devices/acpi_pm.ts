@@ -23,14 +23,15 @@
  *
  * @module
  */
-import type {
-  AccessSize,
-  BusDevice,
-  Clock,
-  IrqLine,
-  Platform,
-  Timer,
-  TimerOwner,
+import {
+  type AccessSize,
+  type BusDevice,
+  type Clock,
+  driveLine,
+  type IrqLine,
+  type Platform,
+  type Timer,
+  type TimerOwner,
 } from "./device.ts";
 import { defineState, type StateOf } from "./state.ts";
 
@@ -221,10 +222,7 @@ export class AcpiPm implements TimerOwner {
     const s = this.#s;
     const level = (s.cnt & PM1_CNT.SCI_EN) !== 0 &&
       ((s.sts & s.en) !== 0 || (s.gpeSts & s.gpeEn) !== 0);
-    if (level === this.#s.sciLevel) return;
-    this.#s.sciLevel = level;
-    if (level) this.#sci.assert();
-    else this.#sci.deassert();
+    s.sciLevel = driveLine(this.#sci, s.sciLevel, level);
   }
 
   /** Presses the power button: its GPE status bit, and an SCI if the GPE is enabled (the guest shuts down). */

@@ -36,6 +36,25 @@ export interface IrqLine {
   pulse(): void;
 }
 
+/**
+ * Drives a level-triggered output: asserts or deasserts `line` only when the
+ * level changes from `was` to `level` (a device recomputes its level after
+ * every access, as bhyve's uart_toggle_intr does, but the controllers must
+ * see transitions only). Returns `level`, for the device to store. A missing
+ * `line` (an unwired output) drives nothing.
+ */
+export function driveLine(
+  line: Pick<IrqLine, "assert" | "deassert"> | undefined,
+  was: boolean,
+  level: boolean,
+): boolean {
+  if (level !== was) {
+    if (level) line?.assert();
+    else line?.deassert();
+  }
+  return level;
+}
+
 /** A monotonic clock in nanoseconds. Tests drive it by hand. */
 export interface Clock {
   /** Nanoseconds since an arbitrary, fixed origin. */

@@ -22,7 +22,13 @@
  *
  * @module
  */
-import type { AccessSize, BusDevice, IrqLine, Platform } from "./device.ts";
+import {
+  type AccessSize,
+  type BusDevice,
+  driveLine,
+  type IrqLine,
+  type Platform,
+} from "./device.ts";
 import { defineState } from "./state.ts";
 
 // ---------------------------------------------------------------------------
@@ -448,15 +454,7 @@ export class I8042 implements BusDevice {
     const cb = s.ram[0];
     const irq1 = full && !aux && (cb & CB_KBD_INT) !== 0;
     const irq12 = full && aux && (cb & CB_AUX_INT) !== 0;
-    if (irq1 !== s.irq1Level) {
-      s.irq1Level = irq1;
-      if (irq1) this.#irq1?.assert();
-      else this.#irq1?.deassert();
-    }
-    if (irq12 !== s.irq12Level) {
-      s.irq12Level = irq12;
-      if (irq12) this.#irq12?.assert();
-      else this.#irq12?.deassert();
-    }
+    s.irq1Level = driveLine(this.#irq1, s.irq1Level, irq1);
+    s.irq12Level = driveLine(this.#irq12, s.irq12Level, irq12);
   }
 }

@@ -37,7 +37,15 @@
  *
  * @module
  */
-import type { AccessSize, BusDevice, Clock, IrqLine, Timer, TimerOwner } from "./device.ts";
+import {
+  type AccessSize,
+  type BusDevice,
+  type Clock,
+  driveLine,
+  type IrqLine,
+  type Timer,
+  type TimerOwner,
+} from "./device.ts";
 import { defineState, type StateOf } from "./state.ts";
 
 // ---------------------------------------------------------------------------
@@ -892,12 +900,7 @@ export class Rtc implements BusDevice, TimerOwner {
   /** Drives the IRQ line from IRQF and arms the timer for the next event. */
   #finish(now: number): void {
     const s = this.#s;
-    const level = !s.disconnected && this.#irqf();
-    if (level !== s.irqLevel) {
-      s.irqLevel = level;
-      if (level) this.#irq.assert();
-      else this.#irq.deassert();
-    }
+    s.irqLevel = driveLine(this.#irq, s.irqLevel, !s.disconnected && this.#irqf());
     this.#schedule(now);
   }
 

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import type { AccessSize, BusDevice, IrqLine, Output } from "./device.ts";
+import { type AccessSize, type BusDevice, driveLine, type IrqLine, type Output } from "./device.ts";
 import { defineState } from "./state.ts";
 
 // ---------------------------------------------------------------------------
@@ -603,10 +603,6 @@ export class Uart16550 implements BusDevice {
     // PC wiring: OUT2 gates INTR onto the bus; in loopback the OUT2 pin is
     // forced inactive (§8.8), so the gate is closed (see the class doc).
     const gate = (s.mcr & (MCR_OUT2 | MCR_LOOP)) === MCR_OUT2;
-    const level = gate && this.#pendingId() !== IIR_NO_INT;
-    if (level === s.irqLevel) return;
-    s.irqLevel = level;
-    if (level) this.#irq.assert();
-    else this.#irq.deassert();
+    s.irqLevel = driveLine(this.#irq, s.irqLevel, gate && this.#pendingId() !== IIR_NO_INT);
   }
 }

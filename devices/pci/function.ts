@@ -22,7 +22,7 @@
  * @module
  */
 import { allOnes } from "../bus.ts";
-import type { AccessSize, MsiSink } from "../device.ts";
+import { type AccessSize, driveLine, type MsiSink } from "../device.ts";
 import { defineState } from "../state.ts";
 import {
   PCI_CAP_ID_MSI,
@@ -173,8 +173,7 @@ export class PciFunction {
    */
   reset(): void {
     const s = this.#s;
-    if (s.intxLine) this.#intx?.deassert();
-    s.intxLine = false;
+    s.intxLine = driveLine(this.#intx, s.intxLine, false);
     s.intxLevel = false;
     this.config.reset();
     this.msix?.reset();
@@ -282,11 +281,7 @@ export class PciFunction {
     const s = this.#s;
     const masked = (this.config.command & PCI_COMMAND_INTX_DISABLE) !== 0 ||
       (this.msi?.enabled ?? false) || (this.msix?.enabled ?? false);
-    const line = s.intxLevel && !masked;
-    if (line === s.intxLine) return;
-    s.intxLine = line;
-    if (line) this.#intx?.assert();
-    else this.#intx?.deassert();
+    s.intxLine = driveLine(this.#intx, s.intxLine, s.intxLevel && !masked);
   }
 }
 
