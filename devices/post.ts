@@ -13,7 +13,7 @@ import type { AccessSize, BusDevice } from "./device.ts";
 import { defineState, type StateOf } from "./state.ts";
 
 /** State of the POST code port. */
-export const PostState = defineState("post", 1, { code: "u8", writes: "f64" });
+export const PostState = defineState("post", 2, { code: "u8" });
 
 /** The POST code port. */
 export class PostPort implements BusDevice {

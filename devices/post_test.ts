@@ -40,3 +40,8 @@ Deno.test("the code lives in the shared state, so every bind of it agrees", () =
   b.reset();
   assert.equal(a.code, 0);
 });
+
+Deno.test("the POST state is the code alone (v2 dropped an unused write counter)", () => {
+  assert.equal(PostState.version, 2);
+  assert.deepEqual(Object.keys(PostState.save(PostState.create())), ["code"]);
+});
