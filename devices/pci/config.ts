@@ -355,7 +355,7 @@ export function buildConfigTemplate(spec: PciConfigSpec): PciConfigTemplate {
   const bars = [...(spec.bars ?? [])].sort((a, b) => a.index - b.index);
   for (const bar of bars) {
     checkBar(bar, used);
-    const at = PCI_BAR0 + 4 * bar.index;
+    const at = barOffset(bar.index);
     set(at, 4, barTypeBits(bar));
     if (bar.kind === "io") {
       orMask(writeMask, at, 4, (PCI_BAR_IO_ADDRESS_MASK & ~(bar.size - 1)) >>> 0);
@@ -410,16 +410,22 @@ export function buildConfigTemplate(spec: PciConfigSpec): PciConfigTemplate {
   // §6.2.3: the capabilities list bit says the pointer at 0x34 is valid.
   if (caps.length > 0) initial[PCI_STATUS] |= PCI_STATUS_CAP_LIST;
 
-  for (const [o, size, m] of spec.writable ?? []) {
-    if (o < PCI_HEADER_SIZE || o + size > PCI_CONFIG_SIZE || taken[o]) {
+  // Device-specific registers live in 0x40-0xFF outside every capability
+  // (§6.7): no byte of one may be a capability's.
+  const checkFree = (o: number, size: number) => {
+    if (
+      o < PCI_HEADER_SIZE || o + size > PCI_CONFIG_SIZE ||
+      taken.subarray(o, o + size).some((b) => b !== 0)
+    ) {
       throw new Error(`device register at ${hex(o)}: not in the free device-specific region`);
     }
+  };
+  for (const [o, size, m] of spec.writable ?? []) {
+    checkFree(o, size);
     orMask(writeMask, o, size, m);
   }
   for (const [o, size, v] of spec.values ?? []) {
-    if (o < PCI_HEADER_SIZE || o + size > PCI_CONFIG_SIZE || taken[o]) {
-      throw new Error(`device register at ${hex(o)}: not in the free device-specific region`);
-    }
+    checkFree(o, size);
     set(o, size, v);
   }
   return Object.freeze({ initial, writeMask, clearMask, bars, capabilities: caps });

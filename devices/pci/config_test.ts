@@ -273,3 +273,21 @@ Deno.test("device-specific registers outside capabilities", () => {
     /device-specific/,
   );
 });
+
+Deno.test("a device-specific register may not run into a capability, by any byte", () => {
+  // A capability at 0x50; registers that start before it but reach into it.
+  const caps = [cap(1, 8, 0x50)];
+  assert.throws(
+    () =>
+      buildConfigTemplate({ ...BASE, capabilities: caps, writable: [[0x4c, 4, 0], [0x4e, 4, 1]] }),
+    /device register at 0x4e: not in the free device-specific region/,
+  );
+  assert.throws(
+    () => buildConfigTemplate({ ...BASE, capabilities: caps, values: [[0x4f, 2, 0xffff]] }),
+    /device register at 0x4f: not in the free device-specific region/,
+  );
+  // Right up to the capability is fine.
+  const t = buildConfigTemplate({ ...BASE, capabilities: caps, values: [[0x4c, 4, 0x12345678]] });
+  assert.equal(t.initial[0x4f], 0x12);
+  assert.equal(t.initial[0x50], 1);
+});
