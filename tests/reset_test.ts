@@ -2,7 +2,7 @@
 // device timers are busy: every reboot stops the old instance's threads
 // before closing its KVM fds, and nothing leaks.
 import assert from "node:assert/strict";
-import { configFromObject, Vm } from "../mod.ts";
+import { configFromObject, Vm, type VmConfig } from "../mod.ts";
 import { libc } from "../cpu/libc.ts";
 import { guestBytes, Scratch } from "./helpers.ts";
 
@@ -21,18 +21,29 @@ function kvmHandles(): { vcpuMaps: number; kvmFds: number } {
   return { vcpuMaps, kvmFds };
 }
 
+/** Two vCPUs, 16 MiB, `guest` entered in real mode at 0x10000, debug-exit at 0xF4; `extra` on top. */
+async function rawConfig(
+  s: Scratch,
+  guest: `rm/${string}`,
+  extra: Record<string, unknown>,
+): Promise<VmConfig> {
+  const image = await s.write("guest.bin", await guestBytes(guest));
+  return configFromObject({
+    cpu: { cpus: 2 },
+    memory: { size: "16M" },
+    boot: { kind: "raw", image, address: 0x10000, entry: "real16" },
+    device: [{ type: "debug-exit", port: 0xf4, size: 1 }],
+    ...extra,
+  }, `${s.dir}/vm.toml`);
+}
+
 Deno.test("20 reboots in place with RTC interrupts at 8192 Hz: all finish, nothing leaks", async () => {
   const s = await Scratch.create();
   try {
-    const image = await s.write("reboot.bin", await guestBytes("rm/reboot_loop"));
-    const config = configFromObject({
+    const config = await rawConfig(s, "rm/reboot_loop", {
       vm: { on_reset: "restart" },
-      cpu: { cpus: 2 },
-      memory: { size: "16M" },
-      boot: { kind: "raw", image, address: 0x10000, entry: "real16" },
       console: { com1: "none" },
-      device: [{ type: "debug-exit", port: 0xf4, size: 1 }],
-    }, `${s.dir}/vm.toml`);
+    });
     const before = kvmHandles();
     const vm = await Vm.create(config);
     await vm.start();
@@ -51,14 +62,7 @@ Deno.test("pause stops every vCPU in place and resume lets the guest go on", asy
   try {
     // echo.S polls COM1, which is absent here (a floating bus reads 0xFF), so it
     // exits to dhyve all the time: while paused, it must not.
-    const image = await s.write("echo.bin", await guestBytes("rm/echo"));
-    const config = configFromObject({
-      cpu: { cpus: 2 },
-      memory: { size: "16M" },
-      boot: { kind: "raw", image, address: 0x10000, entry: "real16" },
-      console: { com1: "none", com2: "none" },
-      device: [{ type: "debug-exit", port: 0xf4, size: 1 }],
-    }, `${s.dir}/vm.toml`);
+    const config = await rawConfig(s, "rm/echo", { console: { com1: "none", com2: "none" } });
     const vm = await Vm.create(config);
     await vm.start();
     assert.equal(await vm.pause(), true);
