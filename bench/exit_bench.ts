@@ -19,6 +19,7 @@
  * @module
  */
 import { buildGuest, OUTLOOP_COUNT_OFFSET } from "../tests/guests/build.ts";
+import { flatGuestToml } from "../tests/helpers.ts";
 
 const args = new Map<string, string>();
 for (let i = 0; i < Deno.args.length; i += 2) {
@@ -59,22 +60,7 @@ try {
   if (cc.code !== 0) throw new Error(`gcc failed:\n${cc.stderr}`);
 
   // dhyve's VM definition for the same guest.
-  const toml = `[vm]
-name = "exit-bench"
-[memory]
-size = "16M"
-[boot]
-kind = "raw"
-image = "${imagePath}"
-address = 0x10000
-entry = "real16"
-[console]
-com1 = "none"
-[[device]]
-type = "debug-exit"
-port = 0xf4
-size = 1
-`;
+  const toml = flatGuestToml(imagePath, `[vm]\nname = "exit-bench"\n[console]\ncom1 = "none"\n`);
   await Deno.writeTextFile(`${dir}/bench.toml`, toml);
 
   const cNs: number[] = [];
