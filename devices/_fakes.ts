@@ -62,6 +62,24 @@ export class FakeIrq extends FakeIntx implements IrqLine {
   }
 }
 
+/** Interrupt lines by number (GSI or ISA IRQ), each a {@linkcode FakeIrq} made the first time it is asked for. */
+export class FakeIrqs {
+  /** The lines made so far, by number. */
+  readonly lines: Map<number, FakeIrq> = new Map();
+  /** Every number asked for, in order. */
+  readonly asked: number[] = [];
+  /** The line numbered `n`, made on first use: pass it as a device's line factory. */
+  readonly line = (n: number): FakeIrq => {
+    this.asked.push(n);
+    let l = this.lines.get(n);
+    if (!l) {
+      l = new FakeIrq();
+      this.lines.set(n, l);
+    }
+    return l;
+  };
+}
+
 /** An MsiSink that records the messages. */
 export class FakeMsi implements MsiSink {
   /** Every message, in order. */

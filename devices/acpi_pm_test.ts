@@ -59,8 +59,7 @@ Deno.test("the PM timer wraps at 2^32", () => {
   clock.t = T0 + Number(wrap);
   assert.equal(pm.timer.read(0, 4), 0);
   clock.t = T0 + 1200e9; // 1200 s: 4295454000 ticks
-  assert.equal(pm.timer.read(0, 4), 4295454000 - 2 ** 32);
-  assert.equal(pm.timer.read(0, 4), 486704);
+  assert.equal(pm.timer.read(0, 4), 4295454000 - 2 ** 32); // 486704
 });
 
 Deno.test("the PM timer reads as bytes and words too; writes are ignored", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeClock, FakeIrq, FakeMsi, FakeTimer } from "./_fakes.ts";
+import { FakeClock, FakeIrqs, FakeMsi, FakeTimer } from "./_fakes.ts";
 import {
   GEN_CONF_ENABLE,
   GEN_CONF_LEG_RT,
@@ -16,6 +16,7 @@ import {
   HPET_TN_COMPARATOR,
   HPET_TN_CONF_CAP,
   HPET_TN_FSB_ROUTE,
+  type HpetDeps,
   HpetState,
   nsForTicks,
   ticksIn,
@@ -40,22 +41,18 @@ const refTicks = (ns: bigint) => ns * BigInt(HPET_FREQUENCY_HZ) / 1_000_000_000n
 /** Exact reference: first ns at which `ticks` ticks have elapsed. */
 const refNs = (ticks: bigint) =>
   (ticks * 1_000_000_000n + BigInt(HPET_FREQUENCY_HZ) - 1n) / BigInt(HPET_FREQUENCY_HZ);
+/** The clock when `ticks` ticks have elapsed since the tests started the counter (at C0). */
+const at = (ticks: number) => C0 + Number(refNs(BigInt(ticks)));
 
-function setup() {
+/** An HPET with fake lines, timers and MSI sink, the clock at C0; `overrides` replace deps. */
+function setup(overrides: Partial<HpetDeps> = {}) {
   const clock = new FakeClock();
   clock.t = C0;
-  const lines = new Map<number, FakeIrq>();
-  const irq = (gsi: number) => {
-    let line = lines.get(gsi);
-    if (!line) {
-      line = new FakeIrq();
-      lines.set(gsi, line);
-    }
-    return line;
-  };
+  const irqs = new FakeIrqs();
+  const lines = irqs.lines, irq = irqs.line;
   const timers = Array.from({ length: HPET_TIMERS }, () => new FakeTimer());
   const msi = new FakeMsi();
-  const hpet = new Hpet({ clock, timers, irq, msi });
+  const hpet = new Hpet({ clock, timers, irq, msi, ...overrides });
   const r32 = (offset: number) => hpet.read(offset, 4);
   const w32 = (offset: number, value: number) => hpet.write(offset, 4, value);
   /** Fires timer n as the timer thread would (the fake timer is consumed). */
@@ -180,7 +177,7 @@ Deno.test("hpet: a one-shot timer fires once, at the exact ns, then after a coun
   w32(T(2, HPET_TN_COMPARATOR), 1000);
   assert.equal(timers[2].armed, null, "no deadline while the counter is halted");
   w32(HPET_GEN_CONF, GEN_CONF_ENABLE);
-  const due = C0 + Number(refNs(1000n)); // 1000 ticks = 59604.64 ns
+  const due = at(1000); // 1000 ticks = 59604.64 ns
   assert.equal(due, C0 + 59605);
   assert.equal(timers[2].armed, due);
   clock.t = due - 1;
@@ -191,12 +188,12 @@ Deno.test("hpet: a one-shot timer fires once, at the exact ns, then after a coun
   assert.deepEqual(lines.get(20)!.calls, ["pulse"]);
   assert.equal(r32(T(2, HPET_TN_COMPARATOR)), 1000, "a one-shot comparator stays put");
   // The next match is when the 32-bit counter comes round again.
-  assert.equal(timers[2].armed, C0 + Number(refNs(2n ** 32n + 1000n)));
+  assert.equal(timers[2].armed, at(2 ** 32 + 1000));
   // A spurious callback later on: nothing is due.
   clock.t = due + 5000;
   fire(2);
   assert.deepEqual(lines.get(20)!.calls, ["pulse"]);
-  assert.equal(timers[2].armed, C0 + Number(refNs(2n ** 32n + 1000n)));
+  assert.equal(timers[2].armed, at(2 ** 32 + 1000));
   // Other timers never armed.
   for (const n of [0, 1, 3, 4, 5, 6, 7]) assert.equal(timers[n].armed, null, `timer ${n}`);
 });
@@ -208,7 +205,6 @@ Deno.test("hpet: a periodic timer fires every period, and accounts missed period
   w32(T(0, HPET_TN_COMPARATOR), 1000);
   w32(T(0, HPET_TN_COMPARATOR), 1000);
   w32(HPET_GEN_CONF, GEN_CONF_ENABLE);
-  const at = (ticks: number) => C0 + Number(refNs(BigInt(ticks)));
   assert.equal(timers[0].armed, at(1000));
   for (const k of [1, 2, 3]) {
     clock.t = at(1000 * k);
@@ -239,7 +235,6 @@ Deno.test("hpet: a periodic timer fires every period, and accounts missed period
 Deno.test("hpet: VAL_SET sets the accumulator; without it a periodic write sets only the period", () => {
   const { clock, timers, r32, w32, hpet, fire } = setup();
   w32(HPET_GEN_CONF, GEN_CONF_ENABLE);
-  const at = (ticks: number) => C0 + Number(refNs(BigInt(ticks)));
   w32(T(1, HPET_TN_CONF_CAP), TN_INT_ENB | TN_TYPE_PERIODIC | TN_VAL_SET | route(20));
   assert.equal(r32(T(1, HPET_TN_CONF_CAP)) & TN_VAL_SET, TN_VAL_SET);
   w32(T(1, HPET_TN_COMPARATOR), 5000);
@@ -267,7 +262,6 @@ Deno.test("hpet: VAL_SET sets the accumulator; without it a periodic write sets 
 
 Deno.test("hpet: level-triggered: GINTR_STA and the line until software clears it", () => {
   const { clock, lines, timers, r32, w32, fire } = setup();
-  const at = (ticks: number) => C0 + Number(refNs(BigInt(ticks)));
   w32(T(3, HPET_TN_CONF_CAP), TN_INT_TYPE_LEVEL | TN_INT_ENB | route(22));
   w32(T(3, HPET_TN_COMPARATOR), 100);
   w32(HPET_GEN_CONF, GEN_CONF_ENABLE);
@@ -327,7 +321,6 @@ Deno.test("hpet: level-triggered: GINTR_STA and the line until software clears i
 
 Deno.test("hpet: FSB delivery sends the route's address and value", () => {
   const { clock, lines, msi, timers, r32, w32, hpet, fire } = setup();
-  const at = (ticks: number) => C0 + Number(refNs(BigInt(ticks)));
   hpet.write64(T(4, HPET_TN_FSB_ROUTE), (0xfee01000n << 32n) | 0x4041n);
   assert.equal(r32(T(4, HPET_TN_FSB_ROUTE)), 0x4041);
   assert.equal(r32(T(4, HPET_TN_FSB_ROUTE + 4)), 0xfee01000);
@@ -344,7 +337,6 @@ Deno.test("hpet: FSB delivery sends the route's address and value", () => {
 
 Deno.test("hpet: LegacyReplacement routes timers 0 and 1 to GSI 0 and 8", () => {
   const { clock, lines, timers, w32, fire } = setup();
-  const at = (ticks: number) => C0 + Number(refNs(BigInt(ticks)));
   w32(T(0, HPET_TN_CONF_CAP), TN_INT_ENB | route(20));
   w32(T(0, HPET_TN_COMPARATOR), 10);
   w32(T(1, HPET_TN_CONF_CAP), TN_INT_ENB | route(20));
@@ -398,7 +390,7 @@ Deno.test("hpet: disabling a timer or the block cancels its timer", () => {
   assert.equal(timers[7].log.at(-1), "cancel");
   // Re-enabling re-arms from the halted counter.
   w32(HPET_GEN_CONF, GEN_CONF_ENABLE);
-  assert.equal(timers[7].armed, C0 + Number(refNs(2000n)));
+  assert.equal(timers[7].armed, at(2000));
 });
 
 Deno.test("hpet: interrupts disabled: matches still advance a periodic comparator, silently", () => {
@@ -407,7 +399,7 @@ Deno.test("hpet: interrupts disabled: matches still advance a periodic comparato
   w32(T(2, HPET_TN_COMPARATOR), 100);
   w32(HPET_GEN_CONF, GEN_CONF_ENABLE);
   assert.equal(timers[2].armed, null);
-  clock.t = C0 + Number(refNs(350n));
+  clock.t = at(350);
   assert.equal(r32(T(2, HPET_TN_COMPARATOR)), 400);
   assert.equal(lines.size, 0);
 });
@@ -419,7 +411,7 @@ Deno.test("hpet: reset() is the power-on state", () => {
   w32(T(4, HPET_TN_CONF_CAP), TN_INT_ENB | route(20));
   w32(T(4, HPET_TN_COMPARATOR), 1_000_000);
   w32(HPET_GEN_CONF, GEN_CONF_ENABLE | GEN_CONF_LEG_RT);
-  clock.t = C0 + Number(refNs(100n));
+  clock.t = at(100);
   fire(3);
   assert.equal(lines.get(22)!.level, true);
   hpet.reset();
@@ -455,7 +447,6 @@ Deno.test("hpet: below the minimum tick, matches coalesce; the comparator still 
   w32(T(0, HPET_TN_COMPARATOR), 100);
   w32(T(0, HPET_TN_COMPARATOR), 1); // a period of 1 tick: an interrupt storm if taken literally
   w32(HPET_GEN_CONF, GEN_CONF_ENABLE);
-  const at = (ticks: number) => C0 + Number(refNs(BigInt(ticks)));
   clock.t = at(100);
   fire(0);
   assert.equal(lines.get(21)!.calls.length, 1);
@@ -471,16 +462,7 @@ Deno.test("hpet: below the minimum tick, matches coalesce; the comparator still 
 
 Deno.test("hpet: LegacyReplacement is reported when it turns on and off (enable and LEG_RT both set)", () => {
   const calls: boolean[] = [];
-  const clock = new FakeClock();
-  const timers = Array.from({ length: HPET_TIMERS }, () => new FakeTimer());
-  const hpet = new Hpet({
-    clock,
-    timers,
-    irq: () => new FakeIrq(),
-    msi: new FakeMsi(),
-    legacyReplacement: (on) => calls.push(on),
-  });
-  const w32 = (o: number, v: number) => hpet.write(o, 4, v);
+  const { hpet, w32 } = setup({ legacyReplacement: (on) => calls.push(on) });
   w32(HPET_GEN_CONF, GEN_CONF_LEG_RT); // not enabled: no legacy routing yet
   assert.deepEqual(calls, []);
   w32(HPET_GEN_CONF, GEN_CONF_LEG_RT | GEN_CONF_ENABLE);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DEVICE_TYPES, PCI_TYPES } from "../lib/config.ts";
 import { FIXED_PORTS, IRQ, PORT } from "../lib/platform.ts";
-import { FakeClock, FakeIrq, FakeMsi, FakePlatform, FakeTimer } from "./_fakes.ts";
+import { FakeClock, FakeIrqs, FakeMsi, FakePlatform, FakeTimer } from "./_fakes.ts";
 import { HPET_GSIS } from "./hpet.ts";
 import {
   attachDevice,
@@ -48,10 +48,10 @@ Deno.test("every model's state buffer is shared memory (it is bound in every thr
   }
 });
 
-/** A DeviceContext of fakes; `taken` records the GSIs of the lines handed out, in order. */
-function fakeContext(taken: number[] = []): DeviceContext {
+/** A DeviceContext of fakes; its interrupt lines come from `irqs`. */
+function fakeContext(irqs = new FakeIrqs()): DeviceContext {
   return {
-    irq: (gsi) => (taken.push(gsi), new FakeIrq()),
+    irq: irqs.line,
     clock: new FakeClock(),
     platform: new FakePlatform(),
     output: () => ({ write: (b) => b.length }),
@@ -66,9 +66,9 @@ function fakeContext(taken: number[] = []): DeviceContext {
 
 Deno.test("the HPET takes every line it may drive at attach, in HPET_GSIS order", () => {
   const spec = new DeviceSpecs().add("hpet", "hpet", { address: 0xfed00000 });
-  const taken: number[] = [];
-  attachDevice(fakeContext(taken), spec);
-  assert.deepEqual(taken, [...HPET_GSIS]);
+  const irqs = new FakeIrqs();
+  attachDevice(fakeContext(irqs), spec);
+  assert.deepEqual(irqs.asked, [...HPET_GSIS]);
 });
 
 Deno.test("the platform devices claim exactly the platform's fixed port ranges", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { routeIntx } from "../../lib/pci_routing.ts";
-import { FakeIrq } from "../_fakes.ts";
+import { FakeIrq, FakeIrqs } from "../_fakes.ts";
 import { buildConfigTemplate, PCI_COMMAND } from "./config.ts";
 import { intxHeader, PciFunction, PciFunctionState } from "./function.ts";
 import {
@@ -16,17 +16,8 @@ import {
 const POWER_ON = [10, 11, 0x80, 5, 0x80, 0x80, 0x80, 0x80];
 
 function setup(pirqIrqs = POWER_ON) {
-  const isa = new Map<number, FakeIrq>();
-  const asked: number[] = [];
-  const lpc = new PciLpcBridge({
-    pirqIrqs,
-    isaIrq(irq) {
-      asked.push(irq);
-      const l = new FakeIrq();
-      isa.set(irq, l);
-      return l;
-    },
-  });
+  const { lines: isa, asked, line } = new FakeIrqs();
+  const lpc = new PciLpcBridge({ pirqIrqs, isaIrq: line });
   return { lpc, isa, asked, irq: (n: number) => isa.get(n)! };
 }
 
@@ -178,15 +169,8 @@ Deno.test("end to end: a function's INTx through the router", () => {
 
 Deno.test("reset moves an asserted PIRQ back to its power-on route", () => {
   const state = PciLpcState.create();
-  const lines = new Map<number, FakeIrq>();
-  const lpc = new PciLpcBridge({
-    pirqIrqs: POWER_ON,
-    isaIrq: (n) => {
-      const l = new FakeIrq();
-      lines.set(n, l);
-      return l;
-    },
-  }, state);
+  const { lines, line } = new FakeIrqs();
+  const lpc = new PciLpcBridge({ pirqIrqs: POWER_ON, isaIrq: line }, state);
   lpc.reset();
   const sink = lpc.intxSink({ pirq: 0 }, new FakeIrq());
   lpc.configWrite(PIRQA_ROUT, 1, 7);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FakeIrq, FakeMsi } from "../_fakes.ts";
+import { FakeIrq, FakeIrqs, FakeMsi } from "../_fakes.ts";
 import { PciHost } from "./host.ts";
 import { PciLpcBridge } from "./lpc.ts";
 import {
@@ -24,14 +24,10 @@ const MEM32 = { start: 0xc0000000, end: 0xe0000000 };
 function machine() {
   const msi = new FakeMsi();
   const ioapic = new FakeIrq();
-  const isa = new Map<number, FakeIrq>();
+  const { lines: isa, line } = new FakeIrqs();
   const lpc = new PciLpcBridge({
     pirqIrqs: [10, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80],
-    isaIrq: (n) => {
-      const l = new FakeIrq();
-      isa.set(n, l);
-      return l;
-    },
+    isaIrq: line,
   });
   const route = { slot: 3, function: 0, pin: 1, ioapicPin: 16, pirq: 0, isaIrq: 10 };
   const dev = new PciTestDevice({
