@@ -44,7 +44,6 @@ export interface VmShared {
 export interface ThreadHost {
   readonly control: VmControl;
   readonly timers: TimerTable;
-  readonly lines: IrqLineTable;
   readonly context: DeviceContext;
   /** The VM clock (ns since VM creation). */
   now(): number;
@@ -94,7 +93,7 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
     picOnlyGsi,
     pitHpetLegacy: (on) => setPitHpetLegacy(shared.vmFd, on),
   };
-  return { control, timers, lines, context, now };
+  return { control, timers, context, now };
 }
 
 /** The devices and buses of one thread. */

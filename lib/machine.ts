@@ -57,7 +57,7 @@ import {
 import type { ConsoleBackend, VmConfig } from "./config.ts";
 import { attachAll, type ThreadDevices, type ThreadHost, type VmShared } from "./host.ts";
 import { gsiRoutes, IrqLineTable } from "./irq.ts";
-import { computeLayout, type MemoryLayout, MMIO } from "./layout.ts";
+import { type MemoryLayout, MMIO } from "./layout.ts";
 import { type HostMemory, mapGuestRam } from "./memory.ts";
 import { IRQ, PORT } from "./platform.ts";
 import type { TimerWorkerInit } from "./timer_worker.ts";
@@ -83,7 +83,6 @@ export interface VcpuHandle {
   readonly control: VcpuControl;
   /** The main thread's mapping of the kvm_run page (for immediate_exit). */
   readonly run: RunPage;
-  readonly cpuid: readonly CpuidEntry[];
 }
 
 /** Options for {@linkcode Machine.create}. */
@@ -107,7 +106,6 @@ function openOutput(backend: ConsoleBackend): number {
   if (backend.kind === "stdio") return 1;
   if (backend.kind === "none") return -1;
   const c = libc();
-  // O_WRONLY | O_CREAT | O_TRUNC
   const fd = c.fn.open(cString(backend.path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644);
   if (fd < 0) throw new Error(`cannot open console file ${backend.path}: ${c.strerror(c.errno())}`);
   return fd;
@@ -141,8 +139,7 @@ export function platformDeviceSpecs(
     lowmemEnd: platform.layout.lowmemEnd,
     highmemSize: platform.layout.highmemSize,
   });
-  // HPET lines: legacy replacement (IRQ 0 and 8) and the IOAPIC pins its timers may use.
-  specs.add("hpet", "hpet", { address: platform.hpet.address, gsis: [0, 8, 20, 21, 22, 23] });
+  specs.add("hpet", "hpet", { address: platform.hpet.address });
   const fns = platform.pciFunctions.filter((f) => f.model === "testdev");
   specs.add("pci", "pci", {
     ecamBase: platform.ecam.base,
@@ -217,7 +214,8 @@ export class Machine {
   /** The firmware tables written into each instance's RAM. */
   readonly firmware: FirmwareTables;
   readonly #places: readonly CpuPlace[];
-  readonly #supported: readonly CpuidEntry[];
+  /** Each vCPU's CPUID table (by place), set on its vCPU in every instance. */
+  readonly #cpuids: readonly (readonly CpuidEntry[])[];
   readonly #runSize: number;
   readonly #timers: TimerTable;
   readonly #lines: IrqLineTable;
@@ -234,7 +232,6 @@ export class Machine {
 
   private constructor(
     config: VmConfig,
-    layout: MemoryLayout,
     memory: HostMemory,
     platform: FirmwarePlatform,
     kvmFd: number,
@@ -246,14 +243,16 @@ export class Machine {
     safety: { unmapRam: boolean },
   ) {
     this.config = config;
-    this.layout = layout;
+    this.layout = platform.layout;
     this.memory = memory;
     const specs = platformDeviceSpecs(config, platform);
     this.specs = specs.list;
     this.platform = platform;
     this.kvmFd = kvmFd;
     this.#places = places;
-    this.#supported = supported;
+    this.#cpuids = places.map((place) =>
+      buildCpuid(supported, config.cpu, place.apicId, { x2apic: config.cpu.x2apic })
+    );
     this.#runSize = runSize;
     this.#outputs = outputFds.map((fd) => (fd >= 0 ? new OutputRing() : null));
     this.#writerControl = new Int32Array(new SharedArrayBuffer(WRITER_CONTROL_BYTES));
@@ -304,11 +303,11 @@ export class Machine {
       if (spawned.vcpus.length !== present.length) {
         throw new Error("one vCPU Worker per vCPU is needed");
       }
-      const layout = computeLayout(config.memory.size, config.memory.lowmemLimit);
+      const platform = describePlatform(config);
       const kvmFd = openKvm(options.kvmPath);
       resources.add(() => closeFd(kvmFd));
       checkCapabilities(kvmFd, present);
-      const memory = mapGuestRam(layout.ram);
+      const memory = mapGuestRam(platform.layout.ram);
       resources.add(() => {
         if (safety.unmapRam) memory.unmap();
         else log.warn("guest RAM left mapped: a thread that did not stop may still use it");
@@ -317,9 +316,8 @@ export class Machine {
       resources.add(() => outputFds.forEach((fd) => fd > 2 && libc().fn.close(fd)));
       const machine = new Machine(
         config,
-        layout,
         memory,
-        describePlatform(config),
+        platform,
         kvmFd,
         present,
         getSupportedCpuid(kvmFd),
@@ -413,14 +411,7 @@ export class Machine {
     Atomics.store(ctl, WRITER_STOP, 1);
     Atomics.add(ctl, WRITER_BELL, 1);
     Atomics.notify(ctl, WRITER_BELL);
-    const deadline = Date.now() + timeoutMs;
-    while (Atomics.load(ctl, WRITER_STOPPED) === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      const r = Atomics.waitAsync(ctl, WRITER_STOPPED, 0, Math.min(left, 100));
-      if (r.async) await r.value;
-    }
-    return true;
+    return await waitFlag(ctl, WRITER_STOPPED, Date.now() + timeoutMs);
   }
 
   /** Releases everything: the instance, then the resources. Idempotent. */
@@ -440,9 +431,12 @@ export class Machine {
       control.requestSuspend({ kind: "error", message: `timer thread: ${e.message}` });
     };
     const timerStop = new Int32Array(new SharedArrayBuffer(8));
-    const terminateWorkers = () => {
+    const stopTimerThread = () => {
       Atomics.store(timerStop, TIMER_STOP, 1);
       this.#timers.wake();
+    };
+    const terminateWorkers = () => {
+      stopTimerThread();
       for (const w of [...vcpuWorkers, timerWorker]) w.terminate();
     };
     // KVM resources, released in reverse order: run pages, vCPU fds, then the VM fd.
@@ -470,13 +464,10 @@ export class Machine {
       setPicLevelIrqs(vmFd, [IRQ.sci, ...this.platform.routing.levelIrqs]);
 
       // vCPUs: the vCPU id is the APIC ID; CPUID describes the topology.
-      const vcpuFds = this.#places.map((place) => {
+      const vcpuFds = this.#places.map((place, i) => {
         const fd = createVcpu(vmFd, place.apicId);
         kvm.add(() => closeFd(fd));
-        const cpuid = buildCpuid(this.#supported, config.cpu, place.apicId, {
-          x2apic: config.cpu.x2apic,
-        });
-        setCpuid2(fd, cpuid);
+        setCpuid2(fd, this.#cpuids[i]);
         // Virtual wire mode, as a PC BIOS leaves it (MP spec 1.4, 3.6.2.2): the
         // BSP's LINT0 takes the 8259's ExtINT; every LINT1 takes NMI.
         const lapic = getLapic(fd);
@@ -488,7 +479,7 @@ export class Machine {
         );
         lv.setUint32(APIC_LVT_LINT1, APIC_MODE_NMI, true);
         setLapic(fd, lapic);
-        return { place, fd, cpuid };
+        return { place, fd };
       });
 
       // Devices: attached here, in the timer thread and in every vCPU thread.
@@ -522,7 +513,7 @@ export class Machine {
       log.debug("loaded {payload}", { payload: payload.description });
 
       // Hand each Worker its vCPU.
-      const vcpus: VcpuHandle[] = vcpuFds.map(({ place, fd, cpuid }, i) => {
+      const vcpus: VcpuHandle[] = vcpuFds.map(({ place, fd }, i) => {
         const vc = new VcpuControl();
         const init: VcpuWorkerInit = {
           index: place.index,
@@ -537,7 +528,7 @@ export class Machine {
         vcpuWorkers[i].postMessage(init);
         const run = mapRunPage(fd, this.#runSize);
         kvm.add(() => unmapRunPage(run));
-        return { place, fd, worker: vcpuWorkers[i], control: vc, run, cpuid };
+        return { place, fd, worker: vcpuWorkers[i], control: vc, run };
       });
 
       const stop = async (timeoutMs: number): Promise<boolean> => {
@@ -556,13 +547,8 @@ export class Machine {
           }
         }
         // The timer thread finishes the callback it may be in, then stops.
-        Atomics.store(timerStop, TIMER_STOP, 1);
-        this.#timers.wake();
-        while (Atomics.load(timerStop, TIMER_STOPPED) === 0 && left() > 0) {
-          const r = Atomics.waitAsync(timerStop, TIMER_STOPPED, 0, Math.min(left(), 100));
-          if (r.async) await r.value;
-        }
-        if (Atomics.load(timerStop, TIMER_STOPPED) === 0) {
+        stopTimerThread();
+        if (!await waitFlag(timerStop, TIMER_STOPPED, deadline)) {
           ok = false;
           log.error("the timer thread did not stop");
         }
@@ -586,6 +572,17 @@ export class Machine {
       throw e;
     }
   }
+}
+
+/** Waits until another thread sets word `index` of `flags` to non-zero; false at `deadline` (Date.now() ms). */
+async function waitFlag(flags: Int32Array, index: number, deadline: number): Promise<boolean> {
+  while (Atomics.load(flags, index) === 0) {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    const r = Atomics.waitAsync(flags, index, 0, Math.min(left, 100));
+    if (r.async) await r.value;
+  }
+  return true;
 }
 
 /** Checks the KVM capabilities dhyve relies on, and the vCPU limits. */

@@ -11,7 +11,12 @@ import type { VmConfig } from "../config.ts";
 import { computeLayout, FIRMWARE, type MemoryLayout, MMIO } from "../layout.ts";
 import { type IntxRoute, type PciRouting, pirqPossibleIrqs, routeIntx } from "../pci_routing.ts";
 import { IRQ, PORT } from "../platform.ts";
-import { HPET_MIN_PERIOD_TICKS } from "../../devices/hpet.ts";
+import {
+  HPET_MIN_PERIOD_TICKS,
+  HPET_REVISION,
+  HPET_TIMERS,
+  HPET_VENDOR_ID,
+} from "../../devices/hpet.ts";
 import { POWER_BUTTON_GPE } from "../../devices/acpi_pm.ts";
 
 /** A processor as the tables list it. */
@@ -177,11 +182,11 @@ export function describePlatform(config: VmConfig): FirmwarePlatform {
     reset: { port: PORT.resetControl, value: 0x06 },
     hpet: {
       address: MMIO.hpetBase,
-      timers: 8,
+      timers: HPET_TIMERS,
       counter64: false,
       legacyCapable: true,
-      vendorId: 0x8086,
-      revision: 1,
+      vendorId: HPET_VENDOR_ID,
+      revision: HPET_REVISION,
       minTick: HPET_MIN_PERIOD_TICKS,
     },
     ecam: { base: MMIO.ecamBase, segment: 0, startBus: 0, endBus: 255 },
