@@ -207,15 +207,23 @@ export class Vm {
   async #pauseAll(): Promise<boolean> {
     const vcpus = this.machine.vcpus;
     for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.pause);
+    const late = await this.#kickWhile(
+      (v) => v.control.state === "running" || v.control.request === VCPU_REQUEST.pause,
+    );
+    return late.length === 0 && vcpus.every((v) => v.control.state === "paused");
+  }
+
+  /**
+   * Kicks the vCPUs for which `pending` holds until none does, the stop
+   * timeout passes or the VM closes; returns those still pending.
+   */
+  async #kickWhile(pending: (v: VcpuHandle) => boolean): Promise<VcpuHandle[]> {
     const deadline = Date.now() + this.#stopTimeoutMs;
     for (;;) {
-      const pending = vcpus.filter((v) =>
-        v.control.state === "running" || v.control.request === VCPU_REQUEST.pause
-      );
-      if (pending.length === 0) return vcpus.every((v) => v.control.state === "paused");
-      if (Date.now() > deadline || this.#closed) return false;
-      for (const v of pending) this.#kick(v);
-      await Promise.race(pending.map((v) => v.control.waitStateChange(v.control.state, 20)));
+      const left = this.machine.vcpus.filter(pending);
+      if (left.length === 0 || Date.now() > deadline || this.#closed) return left;
+      for (const v of left) this.#kick(v);
+      await Promise.race(left.map((v) => v.control.waitStateChange(v.control.state, 20)));
     }
   }
 
@@ -336,21 +344,13 @@ export class Vm {
 
   /** Kicks every vCPU until it is out of its run loop; false if one is still in it at the deadline. */
   async #stopVcpus(): Promise<boolean> {
-    const vcpus = this.machine.vcpus;
-    const deadline = Date.now() + this.#stopTimeoutMs;
-    for (;;) {
-      const pending = vcpus.filter((v) => !OUT_OF_LOOP.has(v.control.state));
-      if (pending.length === 0) return true;
-      if (Date.now() > deadline) {
-        log.error("vcpu(s) {ids} did not leave KVM_RUN within {ms} ms", {
-          ids: pending.map((v) => v.place.index).join(","),
-          ms: this.#stopTimeoutMs,
-        });
-        return false;
-      }
-      for (const v of pending) this.#kick(v);
-      await Promise.race(pending.map((v) => v.control.waitStateChange("running", 50)));
-    }
+    const late = await this.#kickWhile((v) => !OUT_OF_LOOP.has(v.control.state));
+    if (late.length === 0) return true;
+    log.error("vcpu(s) {ids} did not leave KVM_RUN within {ms} ms", {
+      ids: late.map((v) => v.place.index).join(","),
+      ms: this.#stopTimeoutMs,
+    });
+    return false;
   }
 
   /** Releases the machine: terminates the Workers, unmaps memory, closes fds. Idempotent. */
