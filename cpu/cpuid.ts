@@ -73,6 +73,18 @@ export function buildCpuid(
   const amd = vendorOf(supported) === "AuthenticAMD";
   const maxBasic = supported.find((e) => e.function === 0)?.eax ?? 0;
   const out: CpuidEntry[] = [];
+  /**
+   * Leaf 0BH/1FH subleaf `sub` (Intel SDM Vol. 2A, CPUID, "V2 Extended
+   * Topology Enumeration Leaf"): 0 = SMT, 1 = core, then invalid levels.
+   * EAX: bits to shift the x2APIC ID right to reach the next level; EBX:
+   * logical processors at this level; ECX: level type and number.
+   */
+  const topologyLevel = (sub: number): { eax: number; ebx: number; ecx: number } =>
+    sub === 0
+      ? { eax: threadBits, ebx: topology.threads, ecx: (LEVEL_SMT << 8) | sub }
+      : sub === 1
+      ? { eax: threadBits + coreBits, ebx: logicalPerPackage, ecx: (LEVEL_CORE << 8) | sub }
+      : { eax: 0, ebx: 0, ecx: sub };
 
   for (const src of supported) {
     const e = { ...src };
@@ -101,21 +113,7 @@ export function buildCpuid(
       case 0xb:
       case 0x1f: {
         // Extended topology enumeration: subleaf 0 = SMT, 1 = core, then invalid.
-        const sub = e.index;
-        e.edx = apicId >>> 0;
-        if (sub === 0) {
-          e.eax = threadBits;
-          e.ebx = topology.threads;
-          e.ecx = (LEVEL_SMT << 8) | sub;
-        } else if (sub === 1) {
-          e.eax = threadBits + coreBits;
-          e.ebx = logicalPerPackage;
-          e.ecx = (LEVEL_CORE << 8) | sub;
-        } else {
-          e.eax = 0;
-          e.ebx = 0;
-          e.ecx = sub;
-        }
+        Object.assign(e, topologyLevel(e.index), { edx: apicId >>> 0 });
         break;
       }
       case 0x80000008:
@@ -158,16 +156,11 @@ export function buildCpuid(
     if (fn > maxBasic) continue;
     for (let sub = 0; sub <= 2; sub++) {
       if (out.some((e) => e.function === fn && e.index === sub)) continue;
-      const lvl = sub === 0
-        ? { eax: threadBits, ebx: topology.threads, ecx: (LEVEL_SMT << 8) | sub }
-        : sub === 1
-        ? { eax: threadBits + coreBits, ebx: logicalPerPackage, ecx: (LEVEL_CORE << 8) | sub }
-        : { eax: 0, ebx: 0, ecx: sub };
       out.push({
         function: fn,
         index: sub,
         flags: KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
-        ...lvl,
+        ...topologyLevel(sub),
         edx: apicId >>> 0,
       });
     }

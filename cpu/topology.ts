@@ -51,30 +51,32 @@ export interface CpuPlace {
   readonly present: boolean;
 }
 
-/** The APIC ID of CPU `index` (indices past sockets*cores*threads continue into further sockets). */
-export function apicIdOf(index: number, t: Pick<Topology, "cores" | "threads">): number {
+/** Socket, core, thread and APIC ID of CPU `index` (indices past sockets*cores*threads continue into further sockets). */
+function placeOf(
+  index: number,
+  t: Pick<Topology, "cores" | "threads">,
+): Omit<CpuPlace, "index" | "present"> {
   const { threadBits, coreBits } = topologyBits(t);
   const thread = index % t.threads;
   const core = Math.floor(index / t.threads) % t.cores;
   const socket = Math.floor(index / (t.threads * t.cores));
   // Multiplication rather than << keeps large socket numbers exact.
-  return socket * 2 ** (coreBits + threadBits) + core * 2 ** threadBits + thread;
+  const apicId = socket * 2 ** (coreBits + threadBits) + core * 2 ** threadBits + thread;
+  return { socket, core, thread, apicId };
+}
+
+/** The APIC ID of CPU `index` (indices past sockets*cores*threads continue into further sockets). */
+export function apicIdOf(index: number, t: Pick<Topology, "cores" | "threads">): number {
+  return placeOf(index, t).apicId;
 }
 
 /** Every CPU of the topology, present ones first. */
 export function cpuPlaces(t: Topology): CpuPlace[] {
-  const out: CpuPlace[] = [];
-  for (let i = 0; i < t.maxcpus; i++) {
-    out.push({
-      index: i,
-      thread: i % t.threads,
-      core: Math.floor(i / t.threads) % t.cores,
-      socket: Math.floor(i / (t.threads * t.cores)),
-      apicId: apicIdOf(i, t),
-      present: i < t.cpus,
-    });
-  }
-  return out;
+  return Array.from({ length: t.maxcpus }, (_, i) => ({
+    index: i,
+    ...placeOf(i, t),
+    present: i < t.cpus,
+  }));
 }
 
 /** A readable summary for `dhyve check`. */
