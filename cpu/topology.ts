@@ -40,6 +40,12 @@ export function topologyBits(t: Pick<Topology, "cores" | "threads">): TopologyBi
   return { threadBits: ceilLog2(t.threads), coreBits: ceilLog2(t.cores) };
 }
 
+/**
+ * The highest APIC ID an xAPIC (8-bit ID) can address; 255 is the broadcast
+ * ID (Intel SDM Vol. 3A, 10.6.2.1). Higher IDs need x2APIC.
+ */
+export const MAX_XAPIC_ID = 254;
+
 /** Where CPU `index` sits in the topology. */
 export interface CpuPlace {
   readonly index: number;

@@ -12,7 +12,7 @@
  */
 
 import { parse, TomlError } from "smol-toml";
-import { apicIdOf } from "../cpu/topology.ts";
+import { apicIdOf, MAX_XAPIC_ID } from "../cpu/topology.ts";
 import {
   computeLayout,
   DEFAULT_LOWMEM_LIMIT,
@@ -134,8 +134,6 @@ export interface ConfigIssue {
 export const DEFAULT_MEMORY = 256 * MiB;
 /** The highest vCPU count (maxcpus) a VM may have. */
 export const MAX_VCPUS = 255;
-/** The highest APIC ID reachable without x2APIC (255 is the broadcast ID). */
-export const MAX_XAPIC_ID = 254;
 /** The longest command line accepted, in bytes (without the NUL). */
 export const MAX_CMDLINE = 4095;
 

@@ -21,17 +21,15 @@
  * @module
  */
 
+import { LPC_PIRQ_PINS, PIRQ_INVALID_IRQS, PIRQ_ROUT_IRQEN_N } from "../devices/pci/lpc.ts";
+
 /** IOAPIC pins used for PCI INTx (16-19; 20-23 are left to the HPET). */
 export const PCI_IOAPIC_PINS: readonly number[] = [16, 17, 18, 19];
-/** PIRQ pins of the LPC bridge's router (A-H). */
-export const PIRQ_PINS = 8;
-/** ISA IRQs a PIRQ may never take: timer, keyboard, cascade, RTC, FPU (bhyve's pci_irq_init). */
-export const PIRQ_RESERVED_IRQS: readonly number[] = [0, 1, 2, 8, 13];
 /** The ISA IRQs a PIRQ link may be set to (ACPI _PRS of LNKA-LNKH), given the reserved ones. */
 export function pirqPossibleIrqs(reserved: readonly number[]): number[] {
   const out: number[] = [];
   for (let irq = 3; irq < 16; irq++) {
-    if (!PIRQ_RESERVED_IRQS.includes(irq) && !reserved.includes(irq)) out.push(irq);
+    if (!PIRQ_INVALID_IRQS.includes(irq) && !reserved.includes(irq)) out.push(irq);
   }
   return out;
 }
@@ -65,8 +63,8 @@ export interface PciRouting {
   readonly levelIrqs: readonly number[];
 }
 
-/** PIRQ route-control value of a disabled pin (ICH: bit 7 IRQEN# set). */
-export const PIRQ_DISABLED = 0x80;
+/** PIRQ route-control value of a disabled pin (the LPC bridge's IRQEN# bit). */
+export const PIRQ_DISABLED = PIRQ_ROUT_IRQEN_N;
 
 /**
  * Routes every requested function. `isaReserved` lists ISA IRQs used by the
@@ -79,8 +77,8 @@ export function routeIntx(
   const sorted = [...requests].sort((a, b) => a.slot - b.slot || a.function - b.function);
   const pinUse = new Map<number, number[]>(); // slot -> use count of INTA..INTD
   const pairs = new Map<string, { ioapicPin: number; pirq: number }>();
-  const pirqUse = new Array<number>(PIRQ_PINS).fill(0);
-  const pirqIrqs = new Array<number>(PIRQ_PINS).fill(PIRQ_DISABLED);
+  const pirqUse = new Array<number>(LPC_PIRQ_PINS).fill(0);
+  const pirqIrqs = new Array<number>(LPC_PIRQ_PINS).fill(PIRQ_DISABLED);
   const candidates = pirqPossibleIrqs(isaReserved);
   const irqUse = new Map<number, number>(candidates.map((i) => [i, 0]));
   let nextIoapic = 0;
@@ -97,7 +95,7 @@ export function routeIntx(
     if (!pair) {
       const ioapicPin = PCI_IOAPIC_PINS[nextIoapic++ % PCI_IOAPIC_PINS.length];
       let pirq = 0;
-      for (let p = 1; p < PIRQ_PINS; p++) if (pirqUse[p] < pirqUse[pirq]) pirq = p;
+      for (let p = 1; p < LPC_PIRQ_PINS; p++) if (pirqUse[p] < pirqUse[pirq]) pirq = p;
       pirqUse[pirq]++;
       if (pirqIrqs[pirq] === PIRQ_DISABLED) {
         if (candidates.length === 0) throw new Error("no ISA IRQ left for PCI interrupts");

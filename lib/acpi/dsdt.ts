@@ -54,16 +54,20 @@ import {
   str,
   type TermArg,
 } from "./aml.ts";
-import { type FirmwarePlatform, LPC_SLOT } from "../firmware/platform.ts";
+import { HPET_WINDOW } from "../../devices/hpet.ts";
+import {
+  LPC_SLOT,
+  PIRQ_ROUT_IRQEN_N,
+  PIRQ_ROUT_WRITABLE,
+  PIRQA_ROUT,
+  PIRQE_ROUT,
+} from "../../devices/pci/lpc.ts";
+import type { FirmwarePlatform } from "../firmware/platform.ts";
 import { PORT } from "../platform.ts";
 import { DefinitionBlock, tableIds } from "./tables.ts";
 
-/** Size of the HPET register block (HPET spec 1.0a, 2.3). */
-export const HPET_BLOCK_SIZE = 0x400;
 /** The legacy VGA memory window passed through the host bridge. */
 export const VGA_WINDOW = Object.freeze({ start: 0xa0000, end: 0xbffff });
-/** PCI config offset of the ICH PIRQA-D route control registers; PIRQE-H are at 0x68. */
-export const PIRQ_ROUTE_OFFSET = 0x60;
 /** Names of the PIRQ route control fields, PIRQA..PIRQH. */
 export const PIRQ_FIELDS: readonly string[] = [
   "PIRA",
@@ -185,10 +189,11 @@ export function isaBridge(p: FirmwarePlatform): Device {
   const fields: { name: string; bits: number }[] = PIRQ_FIELDS.map((name) => ({ name, bits: 8 }));
   return new Device("ISA", [
     new Name("_ADR", LPC_SLOT << 16),
-    new OperationRegion("PIRQ", "PCI_Config", PIRQ_ROUTE_OFFSET, 0x0c),
+    // PIRQA-D at PIRQA_ROUT, a gap, PIRQE-H at PIRQE_ROUT.
+    new OperationRegion("PIRQ", "PCI_Config", PIRQA_ROUT, PIRQE_ROUT + 4 - PIRQA_ROUT),
     new Field("PIRQ", { access: "ByteAcc", lock: false, update: "Preserve" }, [
       ...fields.slice(0, 4),
-      { offset: 0x08 },
+      { offset: PIRQE_ROUT - PIRQA_ROUT },
       ...fields.slice(4),
     ]),
     ...p.serial.map((s) =>
@@ -231,7 +236,7 @@ export function isaBridge(p: FirmwarePlatform): Device {
       "HPET",
       "PNP0103",
       0,
-      new ResourceTemplate([new Memory32FixedResource(p.hpet.address, HPET_BLOCK_SIZE, false)]),
+      new ResourceTemplate([new Memory32FixedResource(p.hpet.address, HPET_WINDOW, false)]),
     ),
     // Motherboard resources: ports and memory no device above claims, so the OS
     // keeps them out of its allocations; listing the ECAM range here is what
@@ -282,14 +287,14 @@ export function linkDevice(index: number, p: FirmwarePlatform): Device {
     new Name("_HID", new EisaId("PNP0C0F")),
     new Name("_UID", index + 1),
     // Present and functioning; enabled (0x0B) unless the route is off (0x09).
-    new Method("_STA", 0, [new If(And(reg, 0x80), [Return(0x09)], [Return(0x0b)])]),
+    new Method("_STA", 0, [new If(And(reg, PIRQ_ROUT_IRQEN_N), [Return(0x09)], [Return(0x0b)])]),
     new Name("_PRS", new ResourceTemplate([new IrqResource(p.pirqPossibleIrqs, LINK_IRQ)])),
     // The current IRQ: an IRQ descriptor whose mask is 1 << IRQ, or empty when disabled.
     new Method("_CRS", 0, [
       new Name("RTLA", new ResourceTemplate([new IrqResource([], LINK_IRQ)])),
       new CreateField("CreateWordField", ns("RTLA"), 1, "IRQ0"),
-      And(reg, 0x8f, LOCAL[0]),
-      new If(LLess(LOCAL[0], 0x80), [ShiftLeft(1, LOCAL[0], ns("IRQ0"))]),
+      And(reg, PIRQ_ROUT_WRITABLE, LOCAL[0]),
+      new If(LLess(LOCAL[0], PIRQ_ROUT_IRQEN_N), [ShiftLeft(1, LOCAL[0], ns("IRQ0"))]),
       Return(ns("RTLA")),
     ], { serialized: true }),
     // The IRQ chosen by the OS: the lowest bit set in the descriptor's mask, 1-based, minus one.
@@ -299,7 +304,7 @@ export function linkDevice(index: number, p: FirmwarePlatform): Device {
       Decrement(LOCAL[0]),
       Store(LOCAL[0], reg),
     ], { serialized: true }),
-    new Method("_DIS", 0, [Or(reg, 0x80, reg)]),
+    new Method("_DIS", 0, [Or(reg, PIRQ_ROUT_IRQEN_N, reg)]),
   ]);
 }
 

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { MAX_XAPIC_ID } from "../../cpu/topology.ts";
 import type { FirmwarePlatform, IsaOverride } from "../firmware/platform.ts";
 import { encodeTerms, type TermArg } from "./aml.ts";
 import { checksum, defineStruct, encodeStruct, type FieldValue, padAscii } from "./_struct.ts";
@@ -661,8 +662,6 @@ export class Madt implements AcpiTable {
 export const ALL_PROCESSORS_UID = 0xff;
 /** UID meaning "all processors" in a Local x2APIC NMI structure. */
 export const ALL_PROCESSORS_X2UID = 0xffffffff;
-/** The highest APIC ID a type-0 (xAPIC) entry may carry; 255 is the broadcast ID. */
-export const MAX_XAPIC_ENTRY_ID = 254;
 
 /**
  * The MADT entries of `p`: one processor entry per CPU in UID order
@@ -676,7 +675,7 @@ export function madtEntries(p: FirmwarePlatform): MadtEntry[] {
   for (const cpu of p.cpus) {
     // Table 5.23: Online Capable is reserved (zero) when Enabled is set.
     const flags = cpu.present ? LAPIC_FLAGS.ENABLED : LAPIC_FLAGS.ONLINE_CAPABLE;
-    if (cpu.apicId <= MAX_XAPIC_ENTRY_ID) {
+    if (cpu.apicId <= MAX_XAPIC_ID) {
       entries.push({ type: "lapic", uid: cpu.uid, apicId: cpu.apicId, flags });
     } else {
       if (!p.x2apic) throw new Error(`APIC ID ${cpu.apicId} needs x2APIC, which is off`);

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { MAX_XAPIC_ID } from "../../cpu/topology.ts";
 import { checksum, defineStruct, encodeStruct } from "../acpi/_struct.ts";
 import { mpsIntiFlags } from "../acpi/tables.ts";
 import type { FirmwarePlatform } from "./platform.ts";
@@ -220,7 +221,7 @@ export function mpEntries(p: FirmwarePlatform, cpu: MpCpuInfo): MpEntry[] {
   let first = true;
   for (const c of p.cpus) {
     // The entry's APIC ID is one byte; 255 is the broadcast ID.
-    if (!c.present || c.apicId > 254) continue;
+    if (!c.present || c.apicId > MAX_XAPIC_ID) continue;
     entries.push({
       type: "processor",
       apicId: c.apicId,

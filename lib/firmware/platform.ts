@@ -17,7 +17,8 @@ import {
   HPET_TIMERS,
   HPET_VENDOR_ID,
 } from "../../devices/hpet.ts";
-import { POWER_BUTTON_GPE } from "../../devices/acpi_pm.ts";
+import { GPE0_BLK_LEN, POWER_BUTTON_GPE } from "../../devices/acpi_pm.ts";
+import { LPC_SLOT } from "../../devices/pci/lpc.ts";
 
 /** A processor as the tables list it. */
 export interface FirmwareCpu {
@@ -125,8 +126,6 @@ export interface FirmwarePlatform {
 
 /** The PCI slot/function of the platform's own functions. */
 export const HOSTBRIDGE_SLOT = 0;
-/** The LPC bridge lives at 0:31.0 (ICH convention). */
-export const LPC_SLOT = 31;
 
 /** Describes the machine of `config` for the firmware tables. */
 export function describePlatform(config: VmConfig): FirmwarePlatform {
@@ -175,7 +174,7 @@ export function describePlatform(config: VmConfig): FirmwarePlatform {
       pm1aControl: PORT.pm1aControl,
       pmTimer: PORT.pmTimer,
       gpe0: PORT.gpe0,
-      gpe0Length: 4,
+      gpe0Length: GPE0_BLK_LEN,
       powerButtonGpe: POWER_BUTTON_GPE,
       slpTypS5: 5,
     },
