@@ -18,6 +18,7 @@ import {
   DEFAULT_LOWMEM_LIMIT,
   E820,
   formatSize,
+  inE820Ram,
   LOWMEM_LIMIT_ALIGN,
   MAX_LOWMEM_LIMIT,
   MAX_MEMORY,
@@ -521,10 +522,9 @@ function checkRawBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootCon
     if (c.ok(["memory", "size"], ["memory", "lowmem_limit"])) {
       // The loader only ever loads into what the e820 map calls RAM (the
       // firmware area 0xC0000-0xFFFFF is backed but reserved): check the same.
-      const ram = computeLayout(memory.size, memory.lowmemLimit).e820.filter((e) =>
-        e.type === E820.RAM
-      );
-      if (!ram.some((r) => address >= r.addr && end <= r.addr + r.size)) {
+      const { e820 } = computeLayout(memory.size, memory.lowmemLimit);
+      if (!inE820Ram(e820, address, end - address)) {
+        const ram = e820.filter((e) => e.type === E820.RAM);
         const ranges = ram.map((r) => `[${hex(r.addr)}, ${hex(r.addr + r.size)})`).join(", ");
         const span = `[${hex(address)}, ${hex(end)})`;
         c.fail(

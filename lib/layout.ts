@@ -116,6 +116,14 @@ export interface E820Entry {
   readonly type: number;
 }
 
+/**
+ * Whether [addr, addr + len) lies inside one e820 RAM entry: the only memory
+ * a loader may write (the firmware area is backed but reserved).
+ */
+export function inE820Ram(e820: readonly E820Entry[], addr: number, len: number): boolean {
+  return e820.some((e) => e.type === E820.RAM && addr >= e.addr && addr + len <= e.addr + e.size);
+}
+
 /** The computed guest memory map. */
 export interface MemoryLayout {
   /** Total RAM in bytes. */

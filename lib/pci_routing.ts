@@ -119,3 +119,17 @@ export function routeIntx(
   const levelIrqs = [...new Set(pirqIrqs.filter((i) => i !== PIRQ_DISABLED))].sort((a, b) => a - b);
   return { routes, pirqIrqs, levelIrqs };
 }
+
+/**
+ * The distinct (slot, pin) pairs of `routing`, sorted by slot then pin, each
+ * with its route: functions of a slot sharing a pin share its IOAPIC pin and
+ * PIRQ, so the interrupt tables (ACPI _PRT, MP table) list each pair once.
+ */
+export function routedPins(routing: PciRouting): IntxRoute[] {
+  const seen = new Map<string, IntxRoute>();
+  for (const r of routing.routes) {
+    const key = `${r.slot}:${r.pin}`;
+    if (!seen.has(key)) seen.set(key, r);
+  }
+  return [...seen.values()].sort((a, b) => a.slot - b.slot || a.pin - b.pin);
+}

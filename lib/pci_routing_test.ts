@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PIRQ_DISABLED, pirqPossibleIrqs, routeIntx } from "./pci_routing.ts";
+import { PIRQ_DISABLED, pirqPossibleIrqs, routedPins, routeIntx } from "./pci_routing.ts";
 
 const ISA = [4, 3, 9, 12]; // COM1, COM2, SCI, mouse
 
@@ -50,4 +50,14 @@ Deno.test("IOAPIC pins go round robin over 16-19 and PIRQs over A-H; ISA IRQs ar
   assert.deepEqual(r.pirqIrqs, [5, 6, 7, 10, 11, 14, 15, 5]);
   // Requests in any order give the same routing.
   assert.deepEqual(routeIntx([...fns].reverse(), ISA), r);
+});
+
+Deno.test("routedPins lists each (slot, pin) once, sorted, with the route of its first function", () => {
+  // Five functions of slot 5 use INTA-INTD and then INTA again; slot 2 has one.
+  const fns = [0, 1, 2, 3, 4].map((f) => ({ slot: 5, function: f }));
+  const r = routeIntx([...fns, { slot: 2, function: 0 }], ISA);
+  assert.deepEqual(
+    routedPins(r).map((x) => [x.slot, x.pin, x.function]),
+    [[2, 1, 0], [5, 1, 0], [5, 2, 1], [5, 3, 2], [5, 4, 3]],
+  );
 });

@@ -63,6 +63,7 @@ import {
   PIRQE_ROUT,
 } from "../../devices/pci/lpc.ts";
 import type { FirmwarePlatform } from "../firmware/platform.ts";
+import { routedPins } from "../pci_routing.ts";
 import { PORT } from "../platform.ts";
 import { DefinitionBlock, tableIds } from "./tables.ts";
 
@@ -110,16 +111,6 @@ export function picObjects(): TermArg[] {
   ];
 }
 
-/** The distinct (slot, pin) pairs of the platform's INTx routes, sorted, with their routes. */
-function routedPins(p: FirmwarePlatform) {
-  const seen = new Map<string, (typeof p.routing.routes)[number]>();
-  for (const r of p.routing.routes) {
-    const key = `${r.slot}:${r.pin}`;
-    if (!seen.has(key)) seen.set(key, r);
-  }
-  return [...seen.values()].sort((a, b) => a.slot - b.slot || a.pin - b.pin);
-}
-
 /**
  * `PRTA` (APIC mode: address 0xSSSSFFFF, pin 0-3, source 0, GSI) and
  * `PRTP` (PIC mode: ..., the link device, index 0), one entry per routed
@@ -127,7 +118,7 @@ function routedPins(p: FirmwarePlatform) {
  * (ACPI 6.5, 6.2.13).
  */
 export function prtObjects(p: FirmwarePlatform): TermArg[] {
-  const pins = routedPins(p);
+  const pins = routedPins(p.routing);
   const address = (slot: number) => (slot << 16) | 0xffff;
   return [
     new Name(

@@ -12,7 +12,7 @@
  * @module
  */
 import type { GuestMemory } from "../guest_memory.ts";
-import { E820, type E820Entry, LEGACY } from "../layout.ts";
+import { E820, type E820Entry, inE820Ram, LEGACY } from "../layout.ts";
 import { EM_386, isElf, parseElf } from "./elf.ts";
 import { type EntryState, protectedModeEntry, zeroRegs } from "./entry.ts";
 
@@ -107,10 +107,7 @@ const pageUp = (n: number) => Math.ceil(n / 0x1000) * 0x1000;
 /** Throws unless [addr, addr+len) lies inside e820 RAM. */
 function requireRam(e820: readonly E820Entry[], addr: number, len: number, what: string): void {
   if (len === 0) return;
-  const ok = e820.some((e) =>
-    e.type === E820.RAM && addr >= e.addr && addr + len <= e.addr + e.size
-  );
-  if (!ok) {
+  if (!inE820Ram(e820, addr, len)) {
     throw new Error(
       `${what} at [0x${addr.toString(16)}, 0x${
         (addr + len).toString(16)

@@ -12,7 +12,7 @@
  * @module
  */
 import type { GuestMemory } from "../guest_memory.ts";
-import { E820, type E820Entry, RAW_STACK_TOP, ZERO_PAGE } from "../layout.ts";
+import { type E820Entry, inE820Ram, RAW_STACK_TOP, ZERO_PAGE } from "../layout.ts";
 import {
   type EntryMode,
   type EntryState,
@@ -33,9 +33,7 @@ export function loadRaw(
   entryPoint: number,
   name = "image",
 ): EntryState {
-  const inRam = (a: number, n: number) =>
-    e820.some((e) => e.type === E820.RAM && a >= e.addr && a + n <= e.addr + e.size);
-  if (!inRam(address, image.length)) {
+  if (!inE820Ram(e820, address, image.length)) {
     throw new Error(
       `${name}: [0x${address.toString(16)}, 0x${
         (address + image.length).toString(16)

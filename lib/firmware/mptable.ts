@@ -16,6 +16,7 @@
 import { MAX_XAPIC_ID } from "../../cpu/topology.ts";
 import { checksum, defineStruct, encodeStruct } from "../acpi/_struct.ts";
 import { mpsIntiFlags } from "../acpi/tables.ts";
+import { routedPins } from "../pci_routing.ts";
 import type { FirmwarePlatform } from "./platform.ts";
 
 /** The MP floating pointer structure (4.1, table 4-1): 16 bytes. */
@@ -258,11 +259,7 @@ export function mpEntries(p: FirmwarePlatform, cpu: MpCpuInfo): MpEntry[] {
     });
   }
   // PCI INTx: source IRQ = device number (bits 6-2) and pin (bits 1-0, 0 = INTA#) (D.3).
-  const seen = new Set<string>();
-  for (const r of [...p.routing.routes].sort((a, b) => a.slot - b.slot || a.pin - b.pin)) {
-    const key = `${r.slot}:${r.pin}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
+  for (const r of routedPins(p.routing)) {
     entries.push({
       type: "ioInterrupt",
       interruptType: MP_INT_TYPE.INT,
