@@ -10,8 +10,10 @@
  *   each 16-byte aligned, except the FACS, which must be 64-byte aligned
  *   (ACPI 6.5, 5.2.10).
  *
- * Table sizes never depend on addresses, so the tables are built once to
- * learn their sizes, placed, and built again with the real pointers.
+ * Table sizes never depend on addresses. The tables that hold no pointer
+ * (DSDT, MADT, ...) are built once; the few that point to others (RSDP,
+ * XSDT, RSDT, FADT, MP floating pointer) are built with zero pointers to
+ * learn their sizes, placed, and built again with the real ones.
  *
  * @module
  */
@@ -104,29 +106,40 @@ interface Addresses {
   pcmp: number;
 }
 
-function buildAll(p: FirmwarePlatform, a: Addresses, cpu?: MpCpuInfo) {
-  const ids = tableIds(p);
+/** The tables that hold no address of another table, by signature. */
+function fixedTables(p: FirmwarePlatform, cpu?: MpCpuInfo): Map<string, Uint8Array> {
   const acpi: Record<string, AcpiTable> = {};
   if (p.acpi) {
-    const spcr = buildSpcr(p);
-    const pointed = [a.fadt, a.madt, a.hpet, a.mcfg, ...(spcr ? [a.spcr] : [])];
-    acpi.RSDP = new Rsdp(p.oemId, a.rsdt, a.xsdt);
-    acpi.XSDT = new Xsdt(ids, pointed);
-    acpi.RSDT = new Rsdt(ids, pointed);
-    acpi.FACP = buildFadt(p, { facs: a.facs, dsdt: a.dsdt });
     acpi.FACS = new Facs();
     acpi.DSDT = buildDsdt(p);
     acpi.APIC = buildMadt(p);
     acpi.HPET = buildHpet(p);
     acpi.MCFG = buildMcfg(p);
+    const spcr = buildSpcr(p);
     if (spcr) acpi.SPCR = spcr;
   }
   const bytes = new Map<string, Uint8Array>();
   for (const [sig, t] of Object.entries(acpi)) bytes.set(sig, t.toAml());
-  if (p.mptable) {
-    bytes.set("PCMP", buildMpConfigTable(p, cpu).toBytes());
-    bytes.set("_MP_", new MpFloatingPointer(a.pcmp).toBytes());
+  if (p.mptable) bytes.set("PCMP", buildMpConfigTable(p, cpu).toBytes());
+  return bytes;
+}
+
+/** The tables that point to others, built for addresses `a`, added to `fixed`. */
+function withPointerTables(
+  p: FirmwarePlatform,
+  a: Addresses,
+  fixed: ReadonlyMap<string, Uint8Array>,
+): Map<string, Uint8Array> {
+  const bytes = new Map(fixed);
+  if (p.acpi) {
+    const ids = tableIds(p);
+    const pointed = [a.fadt, a.madt, a.hpet, a.mcfg, ...(fixed.has("SPCR") ? [a.spcr] : [])];
+    bytes.set("RSDP", new Rsdp(p.oemId, a.rsdt, a.xsdt).toAml());
+    bytes.set("XSDT", new Xsdt(ids, pointed).toAml());
+    bytes.set("RSDT", new Rsdt(ids, pointed).toAml());
+    bytes.set("FACP", buildFadt(p, { facs: a.facs, dsdt: a.dsdt }).toAml());
   }
+  if (p.mptable) bytes.set("_MP_", new MpFloatingPointer(a.pcmp).toBytes());
   return bytes;
 }
 
@@ -198,7 +211,8 @@ export function buildFirmwareTables(
     xsdt: 0,
     pcmp: 0,
   };
-  const sizes = buildAll(p, zero, cpu);
+  const fixed = fixedTables(p, cpu);
+  const sizes = withPointerTables(p, zero, fixed);
   const { start, end } = p.tablesRegion;
   const alloc = regionAllocator(start, end);
   const where = new Map<string, number>();
@@ -215,7 +229,7 @@ export function buildFirmwareTables(
     where.set(sig, at);
     addresses[ADDRESS_OF[sig]!] = at;
   }
-  const final = buildAll(p, addresses, cpu);
+  const final = withPointerTables(p, addresses, fixed);
   const tables: FirmwareTable[] = [];
   for (const sig of ORDER) {
     const b = final.get(sig);
