@@ -73,8 +73,10 @@ export interface VmConfig {
   readonly pci: readonly PciConfig[];
 }
 
+/** The CPU modes a payload may be entered in (`boot.entry`). */
+export const ENTRY_MODES = ["real16", "prot32", "long64"] as const;
 /** The CPU mode a raw image is entered in. */
-export type EntryMode = "real16" | "prot32" | "long64";
+export type EntryMode = (typeof ENTRY_MODES)[number];
 
 /**
  * The boot payload: `probe` (no payload; the machine is built and checked),
@@ -143,7 +145,6 @@ export const DEVICE_TYPES = ["debug-exit"] as const;
 /** The known `[[pci]]` types. */
 export const PCI_TYPES = ["testdev"] as const;
 const BOOT_KINDS = ["probe", "raw", "multiboot"] as const;
-const ENTRY_MODES = ["real16", "prot32", "long64"] as const;
 
 /** Keys allowed in `[boot]` for each kind. */
 const BOOT_KEYS: Readonly<Record<(typeof BOOT_KINDS)[number], readonly string[]>> = {

@@ -64,15 +64,22 @@ export function writeField(
     if (typeof value === "number" && !Number.isSafeInteger(value)) {
       throw new RangeError(`${name}: ${value} is not an integer`);
     }
-    let v = BigInt(value);
-    if (v < 0n || v >= 1n << BigInt(size * 8)) {
-      throw new RangeError(`${name}: ${value} does not fit in ${size} byte(s)`);
-    }
-    for (let i = 0; i < size; i++) {
-      out[offset + i] = Number(v & 0xffn);
-      v >>= 8n;
-    }
+    out.set(leBytes(value, size, `${name}: `), offset);
   }
+}
+
+/** Little-endian bytes of a non-negative integer; a value that does not fit throws, its message led by `what`. */
+export function leBytes(value: number | bigint, size: number, what = ""): Uint8Array {
+  let v = BigInt(value);
+  if (v < 0n || v >= 1n << BigInt(size * 8)) {
+    throw new RangeError(`${what}${value} does not fit in ${size} byte(s)`);
+  }
+  const out = new Uint8Array(size);
+  for (let i = 0; i < size; i++) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return out;
 }
 
 /** Encodes `values` in `layout`; fields not given are zero. */
@@ -94,11 +101,22 @@ export function padAscii(text: string, length: number, pad = " "): string {
   return text.padEnd(length, pad);
 }
 
+/** Concatenates byte arrays. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** The byte that makes the sum of `bytes` (that byte counted as 0) zero mod 256. */
 export function checksum(bytes: Uint8Array): number {
-  let sum = 0;
-  for (const b of bytes) sum = (sum + b) & 0xff;
-  return (0x100 - sum) & 0xff;
+  return (0x100 - byteSum(bytes)) & 0xff;
 }
 
 /** The sum of `bytes` mod 256 (0 for a correctly checksummed structure). */

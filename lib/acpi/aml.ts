@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { checksum, concatBytes, leBytes } from "./_struct.ts";
 
 /** Anything that serializes itself to AML (or, for resource descriptors, to descriptor bytes). */
 export interface AmlObject {
@@ -30,33 +31,6 @@ export type TermArg = AmlObject | number | bigint;
 
 // ---------------------------------------------------------------------------
 // Encoding primitives
-
-/** Concatenates byte arrays. */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-/** Little-endian bytes of a non-negative integer. */
-export function leBytes(value: number | bigint, size: number): Uint8Array {
-  let v = BigInt(value);
-  if (v < 0n || v >= 1n << BigInt(size * 8)) {
-    throw new RangeError(`${value} does not fit in ${size} byte(s)`);
-  }
-  const out = new Uint8Array(size);
-  for (let i = 0; i < size; i++) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  return out;
-}
 
 /**
  * Encodes `value` in the PkgLength format (ACPI 6.5, 20.2.4) without adding
@@ -1168,7 +1142,7 @@ export class ResourceTemplate implements AmlObject {
     const body = concatBytes(this.descriptors.map((d) => d.toAml()));
     const endTag = Uint8Array.of((SMALL_END << 3) | 1, 0);
     const out = concatBytes([body, endTag]);
-    if (this.checksum) out[out.length - 1] = checksum8(out);
+    if (this.checksum) out[out.length - 1] = checksum(out);
     return out;
   }
 
@@ -1176,11 +1150,4 @@ export class ResourceTemplate implements AmlObject {
   toAml(): Uint8Array {
     return new AmlBuffer(this.bytes()).toAml();
   }
-}
-
-/** The byte that makes `bytes` (with that byte counted as 0) sum to 0 mod 256. */
-export function checksum8(bytes: Uint8Array): number {
-  let sum = 0;
-  for (const b of bytes) sum = (sum + b) & 0xff;
-  return (0x100 - sum) & 0xff;
 }

@@ -14,7 +14,14 @@
 import { MAX_XAPIC_ID } from "../../cpu/topology.ts";
 import type { FirmwarePlatform, IsaOverride } from "../firmware/platform.ts";
 import { encodeTerms, type TermArg } from "./aml.ts";
-import { checksum, defineStruct, encodeStruct, type FieldValue, padAscii } from "./_struct.ts";
+import {
+  checksum,
+  concatBytes,
+  defineStruct,
+  encodeStruct,
+  type FieldValue,
+  padAscii,
+} from "./_struct.ts";
 
 /** The creator ID of every table dhyve writes. */
 export const CREATOR_ID = "DHYV";
@@ -647,13 +654,7 @@ export class Madt implements AcpiTable {
       localApicAddress: this.localApicAddress,
       flags: this.flags,
     }).subarray(HEADER_LAYOUT.size);
-    const parts = [fixed, ...this.entries.map(encodeMadtEntry)];
-    const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      body.set(p, at);
-      at += p.length;
-    }
+    const body = concatBytes([fixed, ...this.entries.map(encodeMadtEntry)]);
     return encodeSdt(this.signature, REVISION.madt, this.ids, body);
   }
 }

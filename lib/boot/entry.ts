@@ -8,12 +8,10 @@
  *
  * @module
  */
+import type { EntryMode } from "../config.ts";
 import type { GuestMemory } from "../guest_memory.ts";
 import { FIRMWARE, GiB } from "../layout.ts";
 import { CR0, CR4, EFER, type Regs, type Segment, type Sregs } from "../../cpu/regs.ts";
-
-/** The entry modes of a boot payload. */
-export type EntryMode = "real16" | "prot32" | "long64";
 
 /** Boot CS and DS selectors (Linux boot protocol). */
 export const BOOT_CS = 0x10;
@@ -120,19 +118,13 @@ export function realModeEntry(entry: number, stackTop: number): EntryState {
   }
   const seg = entry >>> 4;
   const regs = { ...zeroRegs(), rip: BigInt(entry & 0xf), rsp: BigInt(stackTop) };
+  // A real-mode segment: base = selector * 16, 64 KiB limit, 16-bit, byte granular.
   const realSeg = (selector: number, code: boolean): Segment => ({
+    ...flatSegment(selector, code, false),
     base: BigInt(selector << 4),
     limit: 0xffff,
-    selector,
-    type: code ? 0xb : 0x3,
-    present: 1,
-    dpl: 0,
     db: 0,
-    s: 1,
-    l: 0,
     g: 0,
-    avl: 0,
-    unusable: 0,
   });
   return {
     mode: "real16",

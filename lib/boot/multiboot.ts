@@ -202,8 +202,7 @@ export function loadMultiboot(
   const enc = new TextEncoder();
   const info = at;
   const mmapAddr = info + 128;
-  const ramEntries = e820;
-  const mmapLen = ramEntries.length * 24;
+  const mmapLen = e820.length * 24;
   const modsAddr = mmapAddr + mmapLen;
   let strings = modsAddr + placed.length * 16;
   const putString = (s: string): number => {
@@ -225,7 +224,7 @@ export function loadMultiboot(
   // mem_lower: KiB from 0; mem_upper: KiB from 1 MiB to the first hole (3.3).
   mem.writeU32(info + 4, Math.min(640, Math.floor((lowRam?.size ?? 0) / 1024)));
   mem.writeU32(info + 8, Math.floor((upperRam?.size ?? 0) / 1024));
-  ramEntries.forEach((e, i) => {
+  e820.forEach((e, i) => {
     const p = mmapAddr + i * 24;
     mem.writeU32(p, 20); // size of the entry, not counting this field
     mem.writeU64(p + 4, BigInt(e.addr));

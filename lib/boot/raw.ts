@@ -13,8 +13,8 @@
  */
 import type { GuestMemory } from "../guest_memory.ts";
 import { type E820Entry, inE820Ram, RAW_STACK_TOP, ZERO_PAGE } from "../layout.ts";
+import type { EntryMode } from "../config.ts";
 import {
-  type EntryMode,
   type EntryState,
   longModeEntry,
   protectedModeEntry,

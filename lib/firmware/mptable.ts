@@ -14,7 +14,7 @@
  * @module
  */
 import { MAX_XAPIC_ID } from "../../cpu/topology.ts";
-import { checksum, defineStruct, encodeStruct } from "../acpi/_struct.ts";
+import { checksum, concatBytes, defineStruct, encodeStruct } from "../acpi/_struct.ts";
 import { mpsIntiFlags } from "../acpi/tables.ts";
 import { routedPins } from "../pci_routing.ts";
 import type { FirmwarePlatform } from "./platform.ts";
@@ -308,13 +308,7 @@ export class MpConfigTable {
       extendedTableLength: 0,
       extendedTableChecksum: 0,
     });
-    const out = new Uint8Array(length);
-    out.set(header);
-    let at = header.length;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
+    const out = concatBytes([header, ...parts]);
     out[MP_HEADER_LAYOUT.offsets.checksum] = checksum(out);
     return out;
   }
