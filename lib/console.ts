@@ -70,7 +70,7 @@ export class EscapeParser {
 export class StdinConsole {
   readonly #device: () => ConsoleInput | undefined;
   readonly #lock: SharedMutex;
-  readonly #actions: ConsoleActions;
+  readonly #actions: ConsoleActions & { help(): void };
   readonly #tty: boolean;
   readonly #parser = new EscapeParser();
   #queue: Uint8Array[] = [];
@@ -85,7 +85,10 @@ export class StdinConsole {
   constructor(device: () => ConsoleInput | undefined, lock: SharedMutex, actions: ConsoleActions) {
     this.#device = device;
     this.#lock = lock;
-    this.#actions = actions;
+    this.#actions = {
+      ...actions,
+      help: () => Deno.stderr.writeSync(new TextEncoder().encode(ESCAPE_HELP)),
+    };
     this.#tty = Deno.stdin.isTerminal();
   }
 
@@ -102,12 +105,7 @@ export class StdinConsole {
       for (;;) {
         const { value, done } = await reader.read();
         if (done || this.#stopped) break;
-        const bytes = this.#tty
-          ? this.#parser.feed(value, {
-            ...this.#actions,
-            help: () => Deno.stderr.writeSync(new TextEncoder().encode(ESCAPE_HELP)),
-          })
-          : value;
+        const bytes = this.#tty ? this.#parser.feed(value, this.#actions) : value;
         if (bytes.length) {
           this.#queue.push(bytes);
           this.#flush();

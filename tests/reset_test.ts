@@ -79,3 +79,27 @@ Deno.test("pause stops every vCPU in place and resume lets the guest go on", asy
     await s.close();
   }
 });
+
+Deno.test("a host pause holds while the VM waits: the halt check does not resume it", async () => {
+  const s = await Scratch.create();
+  try {
+    // Paused, echo.S makes no exits, which the halt check (every 500 ms while
+    // the VM waits) must not take for a quiet guest and resume.
+    const config = await rawConfig(s, "rm/echo", { console: { com1: "none", com2: "none" } });
+    const vm = await Vm.create(config);
+    await vm.start();
+    const exit = vm.wait();
+    assert.equal(await vm.pause(), true);
+    const exitsWhilePaused = vm.stats()[0].exits.io;
+    await new Promise((r) => setTimeout(r, 1600));
+    assert.deepEqual(vm.stats().map((v) => v.state), ["paused", "paused"]);
+    assert.equal(vm.stats()[0].exits.io, exitsWhilePaused, "no exits while paused");
+    vm.resume();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(vm.stats()[0].exits.io > exitsWhilePaused, "the guest runs again after resume");
+    vm.requestSuspend({ kind: "poweroff", message: "test: done" });
+    assert.equal((await exit).kind, "poweroff");
+  } finally {
+    await s.close();
+  }
+});
