@@ -37,8 +37,12 @@ function run(init: TimerWorkerInit): void {
   const readySeen = rings.map((r) => r?.readyCount ?? 0);
   const waiting = devices.devices.filter((d) => d.onOutputReady);
   self.postMessage({ type: "ready" });
-  while (Atomics.load(stop, TIMER_STOP) === 0) {
+  for (;;) {
+    // The generation is read before the stop word: a stop posted (stop word,
+    // then wake) after this read moves the generation, so the sleep below
+    // returns at once instead of missing it and sleeping with nothing armed.
     const seen = timers.generation();
+    if (Atomics.load(stop, TIMER_STOP) !== 0) break;
     let ready = false;
     rings.forEach((r, i) => {
       if (r && r.readyCount !== readySeen[i]) {
