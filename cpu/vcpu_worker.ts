@@ -286,20 +286,21 @@ function start(init: VcpuWorkerInit): void {
   };
 
   // The control loop: wait for a request, act on it.
+  // The request is taken (read and cleared) in one atomic exchange and the
+  // value taken is the one acted on: a request posted between a separate read
+  // and clear would otherwise be lost (a pause right after a resume, say).
   for (;;) {
-    const req = control.request;
+    const req = control.takeRequest();
     if (req === VCPU_REQUEST.none) {
       control.waitRequestChange(VCPU_REQUEST.none);
       continue;
     }
     if (req === VCPU_REQUEST.exit) break;
     if (req === VCPU_REQUEST.pause) {
-      control.takeRequest();
       control.setState("paused");
       continue;
     }
     // run
-    control.takeRequest();
     control.setState("running");
     try {
       runLoop();

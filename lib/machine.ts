@@ -173,9 +173,10 @@ interface Instance {
   readonly payload: LoadedPayload;
   /**
    * Ends the vCPU Workers (which must be out of their run loops) and the
-   * timer thread, and waits for them; true when every one of them stopped.
+   * timer thread, and waits for them; names the threads that did not stop
+   * (with the state each was left in), empty when all did.
    */
-  stop(timeoutMs: number): Promise<boolean>;
+  stop(timeoutMs: number): Promise<string[]>;
   /** Terminates the Workers, then unmaps the run pages and closes the vCPU fds and the VM fd. */
   close(): void;
 }
@@ -373,14 +374,15 @@ export class Machine {
 
   /**
    * Stops the current instance's threads: the vCPU Workers (out of their run
-   * loops already) and the timer thread. False when one of them did not stop
-   * in time: the machine must then not be reset, and its guest RAM stays
-   * mapped when it is closed, because a thread may still use it.
+   * loops already) and the timer thread. Names the threads that did not
+   * stop in time (empty when all did): the machine must then not be reset,
+   * and its guest RAM stays mapped when it is closed, because a thread may
+   * still use it.
    */
-  async stop(timeoutMs = 5000): Promise<boolean> {
-    const ok = (await this.#instance?.stop(timeoutMs)) ?? true;
-    if (!ok) this.#safety.unmapRam = false;
-    return ok;
+  async stop(timeoutMs = 5000): Promise<string[]> {
+    const late = (await this.#instance?.stop(timeoutMs)) ?? [];
+    if (late.length > 0) this.#safety.unmapRam = false;
+    return late;
   }
 
   /**
@@ -531,10 +533,10 @@ export class Machine {
         return { place, fd, worker: vcpuWorkers[i], control: vc, run };
       });
 
-      const stop = async (timeoutMs: number): Promise<boolean> => {
+      const stop = async (timeoutMs: number): Promise<string[]> => {
         const deadline = Date.now() + timeoutMs;
         const left = () => Math.max(0, deadline - Date.now());
-        let ok = true;
+        const late: string[] = [];
         // Each vCPU Worker drops its kvm_run mapping and reports "finished".
         for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.exit);
         for (const v of vcpus) {
@@ -542,17 +544,13 @@ export class Machine {
             await v.control.waitStateChange(v.control.state, Math.min(left(), 100));
           }
           if (v.control.state !== "finished") {
-            ok = false;
-            log.error("vcpu {i} did not stop", { i: v.place.index });
+            late.push(`vcpu ${v.place.index} (${v.control.state})`);
           }
         }
         // The timer thread finishes the callback it may be in, then stops.
         stopTimerThread();
-        if (!await waitFlag(timerStop, TIMER_STOPPED, deadline)) {
-          ok = false;
-          log.error("the timer thread did not stop");
-        }
-        return ok;
+        if (!await waitFlag(timerStop, TIMER_STOPPED, deadline)) late.push("the timer thread");
+        return late;
       };
       return {
         vmFd,

@@ -88,6 +88,8 @@ export class Vm {
   #lastExits = -1;
   /** The host paused the VM ({@linkcode Vm.pause}): the halt check leaves it paused. */
   #hostPaused = false;
+  /** The latest start of the vCPUs (told to run), at power-on or after a reboot in place. */
+  #starting: Promise<void> = Promise.resolve();
 
   private constructor(machine: Machine, options: VmOptions) {
     this.machine = machine;
@@ -136,7 +138,7 @@ export class Vm {
     if (this.#started) throw new Error("VM already started");
     this.#started = true;
     if (signalUsers++ === 0) Deno.addSignalListener("SIGUSR2", noop);
-    await this.#startVcpus();
+    await (this.#starting = this.#startVcpus());
   }
 
   async #startVcpus(): Promise<void> {
@@ -195,6 +197,8 @@ export class Vm {
   async pause(): Promise<boolean> {
     if (!this.#started || this.#closed) return false;
     this.#hostPaused = true;
+    // Not before every vCPU was told to run: that request would undo the pause.
+    await this.#starting;
     return await this.#pauseAll();
   }
 
@@ -207,8 +211,11 @@ export class Vm {
   async #pauseAll(): Promise<boolean> {
     const vcpus = this.machine.vcpus;
     for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.pause);
-    const late = await this.#kickWhile(
-      (v) => v.control.state === "running" || v.control.request === VCPU_REQUEST.pause,
+    // Pending until the vCPU thread took the request and said "paused" (or
+    // stopped): between the two its state still reads as before.
+    const late = await this.#kickWhile((v) =>
+      v.control.request === VCPU_REQUEST.pause || v.control.state === "running" ||
+      v.control.state === "created"
     );
     return late.length === 0 && vcpus.every((v) => v.control.state === "paused");
   }
@@ -268,11 +275,13 @@ export class Vm {
           continue;
         }
         const out = await this.#stopVcpus();
-        const stopped = out && await this.machine.stop(this.#stopTimeoutMs);
+        const late = out.length > 0 ? out : await this.machine.stop(this.#stopTimeoutMs);
         this.#finalStats = this.#collectStats();
-        if (!stopped) {
+        if (late.length > 0) {
           await this.machine.flushOutput();
-          const message = `${req.message ?? req.kind}; then the VM's threads did not stop`;
+          const message = `${
+            req.message ?? req.kind
+          }; then these threads did not stop within ${this.#stopTimeoutMs} ms: ${late.join(", ")}`;
           log.error("{message}", { message });
           return { kind: "error", status: EXIT_STATUS.error, message };
         }
@@ -283,7 +292,7 @@ export class Vm {
           log.info("{cause}: restarting the VM", { cause: req.message ?? "reset" });
           await this.machine.reset();
           this.#bindWorkers();
-          await this.#startVcpus();
+          await (this.#starting = this.#startVcpus());
           continue;
         }
         if (!await this.machine.flushOutput()) {
@@ -342,15 +351,10 @@ export class Vm {
     }
   }
 
-  /** Kicks every vCPU until it is out of its run loop; false if one is still in it at the deadline. */
-  async #stopVcpus(): Promise<boolean> {
+  /** Kicks every vCPU until it is out of its run loop; names those still in it at the deadline. */
+  async #stopVcpus(): Promise<string[]> {
     const late = await this.#kickWhile((v) => !OUT_OF_LOOP.has(v.control.state));
-    if (late.length === 0) return true;
-    log.error("vcpu(s) {ids} did not leave KVM_RUN within {ms} ms", {
-      ids: late.map((v) => v.place.index).join(","),
-      ms: this.#stopTimeoutMs,
-    });
-    return false;
+    return late.map((v) => `vcpu ${v.place.index} (in KVM_RUN)`);
   }
 
   /** Releases the machine: terminates the Workers, unmaps memory, closes fds. Idempotent. */
@@ -359,6 +363,20 @@ export class Vm {
     this.#closed = true;
     this.machine.close();
     if (this.#started && --signalUsers === 0) Deno.removeSignalListener("SIGUSR2", noop);
+  }
+
+  /**
+   * `await using vm = await Vm.create(...)`: a VM still running when the
+   * scope ends is powered off by the host (as `Ctrl-A x` does) and waited
+   * for; one never started is just closed.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#started || this.#closed) {
+      this.close();
+      return;
+    }
+    this.requestSuspend({ kind: "poweroff", message: "host: the VM's owner let it go" });
+    await this.wait();
   }
 }
 

@@ -45,7 +45,7 @@ Deno.test("20 reboots in place with RTC interrupts at 8192 Hz: all finish, nothi
       console: { com1: "none" },
     });
     const before = kvmHandles();
-    const vm = await Vm.create(config);
+    await using vm = await Vm.create(config);
     await vm.start();
     const exit = await vm.wait();
     assert.equal(exit.kind, "debug-exit", exit.message);
@@ -63,7 +63,7 @@ Deno.test("pause stops every vCPU in place and resume lets the guest go on", asy
     // echo.S polls COM1, which is absent here (a floating bus reads 0xFF), so it
     // exits to dhyve all the time: while paused, it must not.
     const config = await rawConfig(s, "rm/echo", { console: { com1: "none", com2: "none" } });
-    const vm = await Vm.create(config);
+    await using vm = await Vm.create(config);
     await vm.start();
     assert.equal(await vm.pause(), true);
     assert.deepEqual(vm.machine.vcpus.map((v) => v.control.state), ["paused", "paused"]);
@@ -80,13 +80,33 @@ Deno.test("pause stops every vCPU in place and resume lets the guest go on", asy
   }
 });
 
+Deno.test("resume then pause at once, 300 times: no request is lost between the threads", async () => {
+  const s = await Scratch.create();
+  try {
+    // Each resume() posts "run" and the pause() right after it posts "pause"
+    // while the vCPU thread may be between reading "run" and taking it.
+    const config = await rawConfig(s, "rm/echo", { console: { com1: "none", com2: "none" } });
+    await using vm = await Vm.create(config);
+    await vm.start();
+    for (let i = 0; i < 300; i++) {
+      assert.equal(await vm.pause(), true, `pause ${i}`);
+      vm.resume();
+      // Spin 0-150 µs so that some pauses land just as the vCPU thread wakes.
+      const until = performance.now() + (i % 16) * 0.01;
+      while (performance.now() < until) { /* spin */ }
+    }
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("a host pause holds while the VM waits: the halt check does not resume it", async () => {
   const s = await Scratch.create();
   try {
     // Paused, echo.S makes no exits, which the halt check (every 500 ms while
     // the VM waits) must not take for a quiet guest and resume.
     const config = await rawConfig(s, "rm/echo", { console: { com1: "none", com2: "none" } });
-    const vm = await Vm.create(config);
+    await using vm = await Vm.create(config);
     await vm.start();
     const exit = vm.wait();
     assert.equal(await vm.pause(), true);
@@ -95,7 +115,10 @@ Deno.test("a host pause holds while the VM waits: the halt check does not resume
     assert.deepEqual(vm.stats().map((v) => v.state), ["paused", "paused"]);
     assert.equal(vm.stats()[0].exits.io, exitsWhilePaused, "no exits while paused");
     vm.resume();
-    await new Promise((r) => setTimeout(r, 100));
+    const deadline = Date.now() + 5000;
+    while (vm.stats()[0].exits.io === exitsWhilePaused && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     assert.ok(vm.stats()[0].exits.io > exitsWhilePaused, "the guest runs again after resume");
     vm.requestSuspend({ kind: "poweroff", message: "test: done" });
     assert.equal((await exit).kind, "poweroff");
