@@ -221,6 +221,7 @@ const ALL_CHECKS = [
   "pci.ecam",
   "hpet.irq",
   "msi",
+  "intx",
   "rtc",
 ];
 
@@ -257,7 +258,7 @@ for (
       r.report.get("cpu.count") ?? "",
       new RegExp(`^${enabled} expected=${enabled} source=madt`),
     );
-    assert.match(r.stdout, /^probe: checks=11 ok=11 failed=0 skipped=0$/m);
+    assert.match(r.stdout, /^probe: checks=12 ok=12 failed=0 skipped=0$/m);
     assert.equal(r.report.get("probe"), "poweroff");
     // The PCI functions: host bridge, the test devices, the LPC bridge.
     const pci = r.stdout.split("\n").filter((l) => l.startsWith("pci 00:"));

@@ -313,3 +313,17 @@ void poweroff(void)
 	outw(port, val);
 	halt_forever();
 }
+
+/* The first IOAPIC's registers, through IOREGSEL (0x00) and IOWIN (0x10)
+ * (82093AA datasheet, 3.1). */
+void ioapic_write(u32 reg, u32 v)
+{
+	wr32(ioapic_addr, reg);
+	wr32(ioapic_addr + 0x10, v);
+}
+
+u32 ioapic_read(u32 reg)
+{
+	wr32(ioapic_addr, reg);
+	return rd32(ioapic_addr + 0x10);
+}

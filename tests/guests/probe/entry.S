@@ -99,6 +99,7 @@ isr_table:
 	ISR 21, 1
 	ISR 0x40
 	ISR 0x41
+	ISR 0x42
 	ISR 0xff
 
 	.pushsection .rodata

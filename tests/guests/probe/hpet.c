@@ -23,18 +23,6 @@ static u64 counter(u32 base)
 	return (u64)hi << 32 | lo;
 }
 
-static void ioapic_write(u32 reg, u32 v)
-{
-	wr32(ioapic_addr, reg);
-	wr32(ioapic_addr + 0x10, v);
-}
-
-static u32 ioapic_read(u32 reg)
-{
-	wr32(ioapic_addr, reg);
-	return rd32(ioapic_addr + 0x10);
-}
-
 void hpet_report(void)
 {
 	if (!acpi_hpet || rd32(acpi_hpet + 4) < 56 || rd32(acpi_hpet + 48)) {

@@ -1,7 +1,8 @@
 /*
  * idt.c: the IDT. Exceptions print a line and power off; vectors 0x40 (HPET
- * through the IOAPIC) and 0x41 (MSI) count arrivals and EOI the local APIC;
- * 0xFF is the APIC spurious vector (no EOI).
+ * through the IOAPIC), 0x41 (MSI) and 0x42 (PCI INTx through the IOAPIC,
+ * level-triggered: the device's line is lowered before the EOI) count
+ * arrivals and EOI the local APIC; 0xFF is the APIC spurious vector (no EOI).
  */
 #include "probe.h"
 
@@ -16,13 +17,15 @@ struct isr_entry {
 extern const struct isr_entry isr_table[], isr_table_end[];
 
 static u32 idt[256][2];
-volatile u32 irq_seen[2];
+volatile u32 irq_seen[3];
 
 void isr_dispatch(struct frame *f);
 void isr_dispatch(struct frame *f)
 {
-	if (f->vec == 0x40 || f->vec == 0x41) {
+	if (f->vec >= 0x40 && f->vec <= 0x42) {
 		irq_seen[f->vec - 0x40]++;
+		if (f->vec == 0x42)
+			intx_ack();
 		lapic_eoi();
 		return;
 	}

@@ -89,6 +89,7 @@ void probe_main(u32 magic, u32 mbi)
 		pci_report();
 		hpet_report();
 		msi_check();
+		intx_check();
 		rtc_report();
 	}
 	check_summary();

@@ -1,6 +1,7 @@
 /*
  * mp.c: the Intel MP table (MP spec 1.4, chapter 4): floating pointer,
- * base table and extended table checksums, enabled processor entries.
+ * base table and extended table checksums, enabled processor entries, and
+ * the I/O interrupt entries of the PCI bus (where each INTx pin is wired).
  */
 #include "probe.h"
 
@@ -10,6 +11,13 @@
 u32 mp_fp;      /* floating pointer structure, 0: none */
 u32 mp_enabled; /* enabled processor entries */
 static u32 mp_ids[CPU_MAX];
+#define MP_INTS 64
+/* I/O interrupt entries (table 4-10): source bus, source IRQ, INTIN, flags */
+static struct {
+	u8 bus, irq, intin;
+	u16 flags;
+} mp_ints[MP_INTS];
+static u32 mp_nints, mp_pci_bus = 0x100; /* 0x100: no PCI bus entry */
 static const char *mp_err; /* first structural problem found */
 
 void mp_find(void)
@@ -48,12 +56,34 @@ void mp_find(void)
 				mp_ids[mp_enabled++] = rd8(p + 1);
 			p += 20;
 		} else if (type <= 4) {
+			/* bus (4-8): id at 1, type string at 2; I/O interrupt (4-10):
+			 * type at 1 (0 = INT), flags at 2, bus at 4, IRQ at 5, INTIN at 7 */
+			if (type == 1 && !memcmp(phys(p + 2), "PCI   ", 6))
+				mp_pci_bus = rd8(p + 1);
+			if (type == 3 && rd8(p + 1) == 0 && mp_nints < MP_INTS) {
+				mp_ints[mp_nints].bus = rd8(p + 4);
+				mp_ints[mp_nints].irq = rd8(p + 5);
+				mp_ints[mp_nints].intin = rd8(p + 7);
+				mp_ints[mp_nints++].flags = rd16(p + 2);
+			}
 			p += 8;
 		} else {
 			mp_err = "bad entry type";
 			return;
 		}
 	}
+}
+
+/* A PCI source IRQ is the device number in bits 6:2 and the pin (0 = INTA#)
+ * in bits 1:0 (MP spec D.3). */
+int mp_pci_intin(u32 dev, u32 pin, u32 *flags)
+{
+	for (u32 i = 0; i < mp_nints; i++)
+		if (mp_ints[i].bus == mp_pci_bus && mp_ints[i].irq == (dev << 2 | pin)) {
+			*flags = mp_ints[i].flags;
+			return mp_ints[i].intin;
+		}
+	return -1;
 }
 
 void mp_report(void)

@@ -1,6 +1,7 @@
 /*
  * pci.c: bus 0 enumeration with configuration mechanism #1 (0xCF8/0xCFC),
- * the ECAM cross-check (MCFG) and the MSI test with dhyve's PCI test device.
+ * the ECAM cross-check (MCFG), and the MSI and INTx tests with dhyve's PCI
+ * test device.
  */
 #include "probe.h"
 
@@ -17,6 +18,9 @@
 #define TESTDEV_SEND 0x0c        /* BAR0 0x0C: write n: send message n */
 #define TESTDEV_SEND_VALUE 0
 #endif
+#define TESTDEV_INTX 0x08 /* W: bit 0 = line requested; R: bit 0 requested, bit 1 effective */
+#define INTX_VECTOR 0x42
+#define CMD_INTX_DISABLE (1u << 10)
 
 struct pci_fn {
 	u32 bdf; /* dev << 3 | fn (bus 0) */
@@ -101,12 +105,17 @@ void pci_report(void)
 	ecam_check();
 }
 
+static const struct pci_fn *testdev(void)
+{
+	for (u32 i = 0; i < nfns; i++)
+		if (fns[i].id == TESTDEV_ID)
+			return &fns[i];
+	return 0;
+}
+
 void msi_check(void)
 {
-	const struct pci_fn *f = 0;
-	for (u32 i = 0; i < nfns && !f; i++)
-		if (fns[i].id == TESTDEV_ID)
-			f = &fns[i];
+	const struct pci_fn *f = testdev();
 	if (!f) {
 		check("msi", CHECK_SKIP, "no test device");
 		return;
@@ -145,4 +154,75 @@ void msi_check(void)
 	else
 		check("msi", CHECK_FAIL, "no interrupt (sent=%u)", rd32(bar + 0x10));
 	cfg_write16(bdf, cap + 2, ctl & ~1u);
+}
+
+static volatile u32 intx_bar; /* BAR0 of the device whose INTx is under test */
+
+void intx_ack(void)
+{
+	if (intx_bar)
+		wr32(intx_bar + TESTDEV_INTX, 0);
+}
+
+/* The test device's INTx, wired as the MP table says (an I/O interrupt entry
+ * of the PCI bus, MP spec 4.3.4 and D.3), through the IOAPIC to vector 0x42:
+ * first with the command register's Interrupt Disable set, which must keep
+ * the line low (PCI 3.0, 6.2.2), then cleared, when it must arrive. */
+void intx_check(void)
+{
+	const struct pci_fn *f = testdev();
+	if (!f) {
+		check("intx", CHECK_SKIP, "no test device");
+		return;
+	}
+	if (!ioapic_count) {
+		check("intx", CHECK_SKIP, "no IOAPIC");
+		return;
+	}
+	if (!mp_fp) {
+		check("intx", CHECK_SKIP, "no MP table to find the wiring in");
+		return;
+	}
+	u32 bdf = f->bdf, pin = (cfg_read(bdf, 0x3c) >> 8) & 0xff, flags = 0;
+	u32 bar = cfg_read(bdf, 0x10) & ~0xfu;
+	if (pin < 1 || pin > 4) {
+		check("intx", CHECK_FAIL, "interrupt pin %u", pin);
+		return;
+	}
+	int intin = mp_pci_intin(bdf >> 3, pin - 1, &flags);
+	u32 entries = ((ioapic_read(1) >> 16) & 0xff) + 1;
+	if (intin < 0 || (u32)intin >= entries) {
+		check("intx", CHECK_FAIL, "no MP entry for 00:%02x INT%c", bdf >> 3, 'A' + pin - 1);
+		return;
+	}
+	/* flags: polarity 1:0 and trigger 3:2, 0 = the bus's own (PCI: low, level) */
+	if ((flags & 3) == 1 || (flags >> 2 & 3) == 1) {
+		check("intx", CHECK_FAIL, "MP entry flags 0x%x: not active-low level", flags);
+		return;
+	}
+	u32 cmd = cfg_read(bdf, 0x04) & 0xffff;
+	cfg_write16(bdf, 0x04, cmd | 1 << 1 | CMD_INTX_DISABLE); /* memory space */
+	intx_bar = bar;
+	/* redirection entry: vector 0x42, fixed, physical, level (15), active low (13) */
+	ioapic_write(0x11 + 2 * intin, bsp_apic << 24);
+	ioapic_write(0x10 + 2 * intin, 1u << 15 | 1u << 13 | INTX_VECTOR);
+	irq_seen[2] = 0;
+	wr32(bar + TESTDEV_INTX, 1);
+	u32 masked = rd32(bar + TESTDEV_INTX);
+	int leaked = wait_irq(INTX_VECTOR, TICKS_MS(20));
+	int ok = 0;
+	if (!leaked && masked == 1) {
+		cfg_write16(bdf, 0x04, (cmd | 1 << 1) & ~CMD_INTX_DISABLE);
+		ok = wait_irq(INTX_VECTOR, TICKS_MS(500));
+	}
+	intx_ack();
+	ioapic_write(0x10 + 2 * intin, 1u << 16 | 1u << 15 | 1u << 13 | INTX_VECTOR); /* mask */
+	cfg_write16(bdf, 0x04, cmd | 1 << 1 | CMD_INTX_DISABLE);
+	intx_bar = 0;
+	if (leaked || masked != 1)
+		check("intx", CHECK_FAIL, "Interrupt Disable did not mask INTx (register 0x%x)", masked);
+	else if (!ok)
+		check("intx", CHECK_FAIL, "no interrupt on IOAPIC pin %u", intin);
+	else
+		check("intx", CHECK_OK, 0);
 }

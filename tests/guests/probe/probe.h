@@ -100,13 +100,15 @@ void lapic_eoi(void);
 /* ---- idt.c ---- */
 void idt_init(void);
 void idt_load(void); /* on APs too */
-extern volatile u32 irq_seen[2]; /* vectors 0x40, 0x41 */
+extern volatile u32 irq_seen[3]; /* vectors 0x40, 0x41, 0x42 */
 int wait_irq(u32 vec, u32 timeout_ticks);
 
 /* ---- acpi.c ---- */
 extern u32 acpi_rsdp, acpi_madt, acpi_fadt, acpi_dsdt, acpi_hpet, acpi_mcfg;
 extern u32 madt_enabled_ids[CPU_MAX], madt_enabled;
 extern u32 ioapic_addr, ioapic_count;
+void ioapic_write(u32 reg, u32 v); /* through IOREGSEL (0x00) and IOWIN (0x10) */
+u32 ioapic_read(u32 reg);
 void acpi_find(void);
 void acpi_report(void);
 void madt_report(void);
@@ -116,6 +118,7 @@ void halt_forever(void) __attribute__((noreturn)); /* entry.S */
 
 /* ---- mp.c ---- */
 extern u32 mp_fp;
+int mp_pci_intin(u32 dev, u32 pin, u32 *flags); /* IOAPIC pin of 00:dev INT(A+pin); -1: none */
 extern u32 mp_enabled;
 void mp_find(void);
 void mp_report(void);
@@ -123,6 +126,8 @@ void mp_report(void);
 /* ---- pci.c ---- */
 void pci_report(void);
 void msi_check(void);
+void intx_check(void);
+void intx_ack(void); /* from the vector 0x42 handler: lowers the test device's INTx */
 
 /* ---- hpet.c, rtc.c ---- */
 void hpet_report(void);
