@@ -60,8 +60,17 @@ export class OutputRing {
    * must be serialized (they run under the device lock).
    */
   write(bytes: Uint8Array): number {
-    const n = Math.min(bytes.length, this.free);
-    if (n < bytes.length) Atomics.store(this.#h, H_WANT, 1);
+    let n = Math.min(bytes.length, this.free);
+    if (n < bytes.length) {
+      // Say that a producer waits, then look again. consume() moves the read
+      // index and then looks at the flag, so room made after the first look
+      // is either counted as a "ready" event or seen by this second look:
+      // never neither (the room would then be missed until something else
+      // wrote). A flag left set when all fits now only costs one spurious
+      // ready event.
+      Atomics.store(this.#h, H_WANT, 1);
+      n = Math.min(bytes.length, this.free);
+    }
     if (n === 0) return 0;
     const w = Atomics.load(this.#h, H_WRITE) >>> 0;
     const at = w & this.#mask;

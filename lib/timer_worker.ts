@@ -34,7 +34,9 @@ function run(init: TimerWorkerInit): void {
   const stop = new Int32Array(init.stop);
   // The console writer bumps a ring's ready count when it made room a device waits for.
   const rings = init.shared.outputs.map((b) => b && new OutputRing(b));
-  const readySeen = rings.map((r) => r?.readyCount ?? 0);
+  // -1: the first pass tells the waiting devices once, for room made before
+  // this thread started (after a reset, a full ring may drain meanwhile).
+  const readySeen = rings.map(() => -1);
   const waiting = devices.devices.filter((d) => d.onOutputReady);
   self.postMessage({ type: "ready" });
   for (;;) {
