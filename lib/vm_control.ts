@@ -201,9 +201,18 @@ export class VcpuControl {
     return Atomics.load(this.#w, V_REQUEST);
   }
 
-  /** Posts a request and wakes the vCPU thread if it sleeps on its request word. */
+  /**
+   * Posts a request and wakes the vCPU thread if it sleeps on its request
+   * word. A later request replaces one not yet taken, except "exit", which
+   * stays until the vCPU takes it: a pause or resume must not keep a
+   * stopping vCPU from finishing.
+   */
   setRequest(r: number): void {
-    Atomics.store(this.#w, V_REQUEST, r);
+    for (;;) {
+      const cur = Atomics.load(this.#w, V_REQUEST);
+      if (cur === VCPU_REQUEST.exit) return;
+      if (Atomics.compareExchange(this.#w, V_REQUEST, cur, r) === cur) break;
+    }
     Atomics.notify(this.#w, V_REQUEST);
   }
 
