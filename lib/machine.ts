@@ -362,6 +362,11 @@ export class Machine {
     return this.#instance?.devices;
   }
 
+  /** The current vCPUs, or none while a reset rebuilds the instance (or after close). */
+  get currentVcpus(): readonly VcpuHandle[] {
+    return this.#instance?.vcpus ?? [];
+  }
+
   /** The main thread's host (current instance). */
   get host(): ThreadHost {
     return this.#current().host;
@@ -537,6 +542,9 @@ export class Machine {
         const deadline = Date.now() + timeoutMs;
         const left = () => Math.max(0, deadline - Date.now());
         const late: string[] = [];
+        // The timer thread finishes the callback it may be in, then stops; the
+        // vCPUs are out of their run loops, so no guest code needs it any more.
+        stopTimerThread();
         // Each vCPU Worker drops its kvm_run mapping and reports "finished".
         for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.exit);
         for (const v of vcpus) {
@@ -547,8 +555,6 @@ export class Machine {
             late.push(`vcpu ${v.place.index} (${v.control.state})`);
           }
         }
-        // The timer thread finishes the callback it may be in, then stops.
-        stopTimerThread();
         if (!await waitFlag(timerStop, TIMER_STOPPED, deadline)) late.push("the timer thread");
         return late;
       };
@@ -561,7 +567,13 @@ export class Machine {
         stop,
         close: () => {
           terminateWorkers();
-          kvm.run();
+          // terminate() cannot take a thread out of an ioctl: one that did not
+          // stop may still use its run page and fds (a closed fd number can
+          // be reused by the next VM), so they stay, like guest RAM does.
+          if (this.#safety.unmapRam) kvm.run();
+          else {log.warn(
+              "KVM fds and run pages left open: a thread that did not stop may still use them",
+            );}
         },
       };
     } catch (e) {

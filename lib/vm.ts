@@ -88,6 +88,8 @@ export class Vm {
   #lastExits = -1;
   /** The host paused the VM ({@linkcode Vm.pause}): the halt check leaves it paused. */
   #hostPaused = false;
+  /** Counts resume() calls: a pause under way gives up when one comes. */
+  #resumes = 0;
   /** The latest start of the vCPUs (told to run), at power-on or after a reboot in place. */
   #starting: Promise<void> = Promise.resolve();
 
@@ -191,53 +193,76 @@ export class Vm {
   /**
    * Pauses every vCPU: each leaves KVM_RUN and waits. Device timers go on
    * (their interrupts are queued for when the vCPUs run again). Resolves
-   * when all are paused; false if the VM stopped or a vCPU did not pause
-   * within the stop timeout.
+   * true when all are paused; false if the VM is stopping, stopped or
+   * between two instances (a reset), if {@linkcode Vm.resume} came first, or
+   * if a vCPU did not pause within the stop timeout.
    */
   async pause(): Promise<boolean> {
     if (!this.#started || this.#closed) return false;
     this.#hostPaused = true;
+    const resumes = this.#resumes;
     // Not before every vCPU was told to run: that request would undo the pause.
     await this.#starting;
-    return await this.#pauseAll();
+    return await this.#pauseAll(() => this.#resumes === resumes && !this.#closed);
   }
 
-  /** Resumes vCPUs paused by {@linkcode Vm.pause}. */
+  /** Resumes vCPUs paused by {@linkcode Vm.pause}; a pause still under way gives up. */
   resume(): void {
     this.#hostPaused = false;
+    this.#resumes++;
     this.#resumeAll();
   }
 
-  async #pauseAll(): Promise<boolean> {
-    const vcpus = this.machine.vcpus;
+  /**
+   * Pauses every vCPU while `wanted()` holds; true when all are paused (and
+   * it still holds). Read the vCPUs' registers only after a true result.
+   */
+  async #pauseAll(wanted: () => boolean): Promise<boolean> {
+    const vcpus = this.machine.currentVcpus;
+    if (!wanted() || vcpus.length === 0 || this.machine.control.suspending) return false;
     for (const v of vcpus) v.control.setRequest(VCPU_REQUEST.pause);
     // Pending until the vCPU thread took the request and said "paused" (or
     // stopped): between the two its state still reads as before.
-    const late = await this.#kickWhile((v) =>
-      v.control.request === VCPU_REQUEST.pause || v.control.state === "running" ||
-      v.control.state === "created"
+    const late = await this.#kickWhile(
+      vcpus,
+      (v) =>
+        v.control.request === VCPU_REQUEST.pause || v.control.state === "running" ||
+        v.control.state === "created",
+      wanted,
     );
-    return late.length === 0 && vcpus.every((v) => v.control.state === "paused");
+    return late.length === 0 && wanted() && vcpus.every((v) => v.control.state === "paused");
   }
 
   /**
-   * Kicks the vCPUs for which `pending` holds until none does, the stop
-   * timeout passes or the VM closes; returns those still pending.
+   * Kicks those of `vcpus` for which `pending` holds until none does, the
+   * stop timeout passes, the VM closes or `goOn()` turns false; returns
+   * those still pending.
    */
-  async #kickWhile(pending: (v: VcpuHandle) => boolean): Promise<VcpuHandle[]> {
+  async #kickWhile(
+    vcpus: readonly VcpuHandle[],
+    pending: (v: VcpuHandle) => boolean,
+    goOn: () => boolean = () => true,
+  ): Promise<VcpuHandle[]> {
     const deadline = Date.now() + this.#stopTimeoutMs;
     for (;;) {
-      const left = this.machine.vcpus.filter(pending);
-      if (left.length === 0 || Date.now() > deadline || this.#closed) return left;
+      const left = vcpus.filter(pending);
+      if (left.length === 0 || Date.now() > deadline || this.#closed || !goOn()) return left;
       for (const v of left) this.#kick(v);
       await Promise.race(left.map((v) => v.control.waitStateChange(v.control.state, 20)));
     }
   }
 
+  /**
+   * Tells every paused vCPU to run, and every one whose pause request is
+   * still pending. A "run" for a vCPU already running only costs it one
+   * pass through its control loop; none replaces an "exit" (setRequest).
+   */
   #resumeAll(): void {
     if (this.#closed) return;
-    for (const v of this.machine.vcpus) {
-      if (v.control.state === "paused") v.control.setRequest(VCPU_REQUEST.run);
+    for (const v of this.machine.currentVcpus) {
+      if (v.control.state === "paused" || v.control.request === VCPU_REQUEST.pause) {
+        v.control.setRequest(VCPU_REQUEST.run);
+      }
     }
   }
 
@@ -247,7 +272,7 @@ export class Vm {
   }
 
   #collectStats(): VcpuStats[] {
-    return this.machine.vcpus.map((v) => ({
+    return this.machine.currentVcpus.map((v) => ({
       index: v.place.index,
       apicId: v.place.apicId,
       state: v.control.state,
@@ -274,8 +299,10 @@ export class Vm {
           if (control.wakeCount() === seen) await this.#checkHalt();
           continue;
         }
-        const out = await this.#stopVcpus();
-        const late = out.length > 0 ? out : await this.machine.stop(this.#stopTimeoutMs);
+        // Threads still running are named by machine.stop() too, which then
+        // keeps guest RAM, fds and run pages for them when the VM is closed.
+        await this.#stopVcpus();
+        const late = await this.machine.stop(this.#stopTimeoutMs);
         this.#finalStats = this.#collectStats();
         if (late.length > 0) {
           await this.machine.flushOutput();
@@ -298,7 +325,9 @@ export class Vm {
         if (!await this.machine.flushOutput()) {
           log.warn("console output was not all written out: its reader stalled");
         }
-        const final = host ?? req;
+        // The first request wins; a host request only replaces a guest reset
+        // (a reset is not done until the new instance runs).
+        const final = req.kind === "reset" && host ? host : req;
         const exit: VmExit = {
           kind: final.kind,
           status: exitStatusOf(final),
@@ -324,15 +353,21 @@ export class Vm {
    */
   async #checkHalt(): Promise<void> {
     const slot = VcpuControl.slot("exits");
-    const exits = this.machine.vcpus.reduce((n, v) => n + v.control.stats[slot], 0);
+    const exits = this.machine.currentVcpus.reduce((n, v) => n + v.control.stats[slot], 0);
     const quiet = exits === this.#lastExits;
     this.#lastExits = exits;
     // A VM the host paused makes no exits either; it is not the guest's halt.
     if (!quiet || this.#hostPaused || this.#closed || !this.#started) return;
-    const paused = await this.#pauseAll();
+    const resumes = this.#resumes;
+    const paused = await this.#pauseAll(() =>
+      this.#resumes === resumes && !this.#hostPaused && !this.#closed
+    );
     let active = 0, halted = 0;
     try {
-      if (!paused || this.#hostPaused) return;
+      // From here on no await: no other request can reach the vCPUs, so each
+      // stays paused (out of KVM_RUN) while its MP state and registers are
+      // read; a vCPU inside KVM_RUN would block these ioctls.
+      if (!paused) return;
       for (const v of this.machine.vcpus) {
         const mp = getMpState(v.fd);
         if (mp === KVM_MP_STATE.UNINITIALIZED || mp === KVM_MP_STATE.INIT_RECEIVED) continue;
@@ -351,10 +386,9 @@ export class Vm {
     }
   }
 
-  /** Kicks every vCPU until it is out of its run loop; names those still in it at the deadline. */
-  async #stopVcpus(): Promise<string[]> {
-    const late = await this.#kickWhile((v) => !OUT_OF_LOOP.has(v.control.state));
-    return late.map((v) => `vcpu ${v.place.index} (in KVM_RUN)`);
+  /** Kicks every vCPU until it is out of its run loop, or until the stop timeout. */
+  async #stopVcpus(): Promise<void> {
+    await this.#kickWhile(this.machine.vcpus, (v) => !OUT_OF_LOOP.has(v.control.state));
   }
 
   /** Releases the machine: terminates the Workers, unmaps memory, closes fds. Idempotent. */

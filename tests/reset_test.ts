@@ -100,6 +100,28 @@ Deno.test("resume then pause at once, 300 times: no request is lost between the 
   }
 });
 
+Deno.test("a resume that comes while a pause is under way wins: the guest runs on", async () => {
+  const s = await Scratch.create();
+  try {
+    const config = await rawConfig(s, "rm/echo", { console: { com1: "none", com2: "none" } });
+    await using vm = await Vm.create(config);
+    await vm.start();
+    for (let i = 0; i < 50; i++) {
+      const pausing = vm.pause();
+      vm.resume();
+      assert.equal(await pausing, false, `pause ${i} gave up`);
+      const before = vm.stats()[0].exits.io;
+      const deadline = Date.now() + 5000;
+      while (vm.stats()[0].exits.io === before && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      assert.ok(vm.stats()[0].exits.io > before, `the guest runs after resume ${i}`);
+    }
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("a host pause holds while the VM waits: the halt check does not resume it", async () => {
   const s = await Scratch.create();
   try {
