@@ -56,9 +56,13 @@ Deno.test("a second signal forces the poweroff when the guest does not act on th
 Deno.test("a console nobody reads slows the guest down but never makes dhyve unresponsive", async () => {
   const s = await Scratch.create();
   try {
-    // stdout is never read: the pipe fills, then dhyve's output ring.
+    // After its first bytes (dhyve's signal handlers are in place before the
+    // guest runs), stdout is not read: the pipe fills, then dhyve's output ring.
     const child = spawnDhyve(["up", await s.flatVm("rm/spew")]);
     const stderr = new Response(child.stderr).text();
+    const reader = child.stdout.getReader();
+    await reader.read();
+    reader.releaseLock();
     await new Promise((r) => setTimeout(r, 1500));
     const t0 = performance.now();
     child.kill("SIGTERM");
