@@ -427,12 +427,14 @@ function parseTime(cmos: Uint8Array, regB: number): number {
 }
 
 /** The first instant (integer ns) after `now` of the series origin + k * period. */
-function nextEdge(origin: number, period: number, now: number): number {
+export function nextEdge(origin: number, period: number, now: number): number {
   const k = Math.floor((now - origin) / period) + 1;
   let d = Math.ceil(origin + k * period);
   // Floating-point rounding must never give a deadline at which the edge
-  // has not happened yet (the callback would find nothing and re-arm).
-  while (Math.floor((d - origin) / period) < k) d++;
+  // has not happened yet (the callback would find nothing and re-arm). Each
+  // step moves to a larger double: past 2^53 ns (104 days of VM uptime) d + 1
+  // is d again, and a plain d++ would spin for ever under the device lock.
+  while (Math.floor((d - origin) / period) < k) d += Math.max(1, Number.EPSILON * d);
   return d;
 }
 

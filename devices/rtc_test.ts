@@ -9,6 +9,7 @@ import {
   CMOS_FLOPPY_TYPES,
   CMOS_MEMORY_ABOVE_16M,
   CMOS_MEMORY_ABOVE_4G,
+  nextEdge,
   periodicRateHz,
   REG_A_UIP,
   REG_B_24H,
@@ -560,4 +561,22 @@ Deno.test("rtc: a disconnected IRQ output (HPET LegacyReplacement) drops the lin
   rtc.onTimer(0);
   assert.equal(irq.level, false, "no interrupt while disconnected");
   assert.deepEqual(irq.calls, ["assert", "deassert", "assert", "deassert"]);
+});
+
+Deno.test("rtc: interrupt edges are found after 104 days of uptime too (past 2^53 ns)", () => {
+  // Past 2^53 a double cannot hold every nanosecond: the search for the
+  // first edge after `now` must still move forward and end.
+  let seed = 12345;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (const period of [1e9 / 8192, 1e9 / 1024, 1e9 / 2, 1e9]) {
+    for (let i = 0; i < 2000; i++) {
+      const origin = Math.floor(rand() * 1e9);
+      const now = 2 ** 53 + Math.floor(rand() * 2 ** 40);
+      const d = nextEdge(origin, period, now);
+      const k = Math.floor((now - origin) / period) + 1;
+      assert.ok(d > now, `edge ${d} after ${now}`);
+      assert.ok(Math.floor((d - origin) / period) >= k, "the edge has happened at the deadline");
+      assert.ok(d - now <= period + 2 ** 12, "no later than the next edge (within rounding)");
+    }
+  }
 });
