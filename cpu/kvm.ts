@@ -12,6 +12,7 @@ import {
   E2BIG,
   EACCES,
   ENOENT,
+  EPERM,
   libc,
   MAP_SHARED,
   O_CLOEXEC,
@@ -303,12 +304,22 @@ export function irqLine(vmFd: number, gsi: number, level: number): void {
 const msiBuf = new Uint8Array(KVM_MSI_STRUCT.size);
 const msiView = new DataView(msiBuf.buffer);
 
-/** KVM_SIGNAL_MSI: delivers one message-signalled interrupt. Returns >0 if delivered. */
+/**
+ * KVM_SIGNAL_MSI: delivers one message-signalled interrupt. Returns > 0 if
+ * delivered, 0 if the destination had it pending already (coalesced), -1 if
+ * no local APIC accepted it. The last is the guest's doing (a destination
+ * no CPU has, say): KVM's delivery returns a bare -1, read as EPERM, and the
+ * message is lost as on hardware, not an error of dhyve's.
+ */
 export function signalMsi(vmFd: number, address: number, data: number): number {
   msiView.setUint32(KVM_MSI_STRUCT.o.addressLo, address >>> 0, true);
   msiView.setUint32(KVM_MSI_STRUCT.o.addressHi, Math.floor(address / 2 ** 32) >>> 0, true);
   msiView.setUint32(KVM_MSI_STRUCT.o.data, data >>> 0, true);
-  return ioctlBuf(vmFd, "KVM_SIGNAL_MSI", msiBuf);
+  const r = libc().fn.ioctlBuf(vmFd, IOCTL.KVM_SIGNAL_MSI, msiBuf);
+  if (r >= 0) return r;
+  const e = libc().errno();
+  if (e === EPERM) return -1;
+  throw new KvmError("KVM_SIGNAL_MSI", e);
 }
 
 /** One GSI routing entry: to an irqchip pin, or to an MSI. */

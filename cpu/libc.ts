@@ -116,6 +116,8 @@ export const EACCES = 13;
 export const ENOENT = 2;
 /** Argument list too long (an ioctl's buffer is too small). */
 export const E2BIG = 7;
+/** Operation not permitted; also what a bare -1 from a kernel function reads as. */
+export const EPERM = 1;
 
 type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 

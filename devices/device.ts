@@ -97,6 +97,18 @@ export interface Platform {
   suspend(request: SuspendRequest): void;
 }
 
+/** The local APICs' interrupt message window, 0xFEE00000-0xFEEFFFFF (Intel SDM Vol. 3A, 11.11.1). */
+export const MSI_WINDOW = { base: 0xfee00000, size: 0x100000 } as const;
+
+/**
+ * Whether a message-signalled write to `address` is an interrupt (falls in
+ * {@linkcode MSI_WINDOW}). Any other address is a memory write, which
+ * KVM_SIGNAL_MSI would still deliver as an interrupt (it ignores bits 31:20).
+ */
+export function isMsiAddress(address: number): boolean {
+  return address >= MSI_WINDOW.base && address < MSI_WINDOW.base + MSI_WINDOW.size;
+}
+
 /** Delivers message-signalled interrupts (PCI MSI/MSI-X, HPET FSB). */
 export interface MsiSink {
   /** Sends one message: a write of `data` to `address` (0xFEExxxxx on x86). */

@@ -12,7 +12,7 @@
 import { irqLine, setPitHpetLegacy, signalMsi } from "../cpu/kvm.ts";
 import { libc } from "../cpu/libc.ts";
 import { type DeviceLock, MmioBus, PortBus, type UnclaimedPolicy } from "../devices/bus.ts";
-import type { Output } from "../devices/device.ts";
+import { isMsiAddress, type Output } from "../devices/device.ts";
 import {
   attachDevice,
   type AttachedDevice,
@@ -63,7 +63,14 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
   const now = () => c.monotonicNs(base);
   const context: DeviceContext = {
     irq: line,
-    msi: { send: (address, data) => void signalMsi(shared.vmFd, address, data) },
+    msi: {
+      send: (address, data) => {
+        // Only a write into the local APICs' window is an interrupt. Like
+        // bhyve, dhyve drops the others (no device model here writes guest
+        // memory for a message).
+        if (isMsiAddress(address)) signalMsi(shared.vmFd, address, data);
+      },
+    },
     clock: { now },
     platform: { suspend: (req) => void control.requestSuspend(req) },
     output(id: number): Output {
