@@ -55,6 +55,12 @@ Deno.test("MMIO exits decode address, length and direction; bad lengths are refu
   });
   const bad = page(KVM_EXIT.MMIO, (dv) => dv.setUint32(O.mmioLen, 16, true));
   assert.throws(() => decodeExit(bad.bytes, bad.view), /length 16/);
+  const none = page(KVM_EXIT.MMIO, (dv) => dv.setUint32(O.mmioLen, 0, true));
+  assert.throws(() => decodeExit(none.bytes, none.view), /length 0/);
+  // A piece of an access split at a page boundary.
+  const piece = page(KVM_EXIT.MMIO, (dv) => dv.setUint32(O.mmioLen, 3, true));
+  const split = decodeExit(piece.bytes, piece.view);
+  assert.equal(split.reason === "mmio" && split.size, 3);
 });
 
 Deno.test("the other exits", () => {

@@ -169,7 +169,11 @@ function start(init: VcpuWorkerInit): void {
     }
   };
 
-  /** MMIO of 1, 2, 4 or 8 bytes through kvm_run.mmio.data. */
+  /**
+   * MMIO through kvm_run.mmio.data: 1, 2, 4 or 8 bytes, or 3, 5, 6 or 7 for
+   * the piece of an access KVM split at a page boundary, which goes to the
+   * devices byte by byte (no device register is that wide).
+   */
   const handleMmio = (e: MmioExit): void => {
     const { address, size } = e;
     const d = O.mmioData;
@@ -177,12 +181,12 @@ function start(init: VcpuWorkerInit): void {
       if (size === 8) mmio.write64(address, view.getBigUint64(d, true));
       else if (size === 4) mmio.write(address, 4, view.getUint32(d, true));
       else if (size === 2) mmio.write(address, 2, view.getUint16(d, true));
-      else mmio.write(address, 1, run[d]);
+      else for (let i = 0; i < size; i++) mmio.write(address + i, 1, run[d + i]);
     } else {
       if (size === 8) view.setBigUint64(d, mmio.read64(address), true);
       else if (size === 4) view.setUint32(d, mmio.read(address, 4) >>> 0, true);
       else if (size === 2) view.setUint16(d, mmio.read(address, 2), true);
-      else run[d] = mmio.read(address, 1);
+      else for (let i = 0; i < size; i++) run[d + i] = mmio.read(address + i, 1);
     }
   };
 

@@ -156,6 +156,11 @@ Deno.test("Linux's PCI mechanism #1 probe (0xCFB, 0xCF8, 0xCFC) works with stric
   assert.equal(r.code, 3, r.stderr);
 });
 
+Deno.test("an unaligned MMIO read split at a page boundary (exits of 1 + 3 and 2 + 2 bytes)", async () => {
+  const r = await runFlatGuest("pm/mmio_split");
+  assert.equal(r.code, 35, r.stderr);
+});
+
 Deno.test("HPET LegacyReplacement on and off (KVM's PIT told through KVM_SET_PIT2)", async () => {
   const r = await runFlatGuest("pm/hpet_legacy");
   assert.equal(r.code, 33, r.stderr);
