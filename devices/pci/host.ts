@@ -455,24 +455,32 @@ export class PciHost {
           s.configAddress = (value & CONFIG_ADDRESS_WRITABLE) >>> 0;
         },
       },
+      // A configuration access is one dword's byte enables: one that runs
+      // past the dword (a word at 0xCFF, say) reaches no register (bhyve
+      // ignores it too); on ECAM such an access is undefined (PCIe 3.0,
+      // 7.2.2). Reads give all ones, writes are dropped.
       configData: {
         read: (offset, size) => {
           const t = this.#configDataTarget();
-          return t ? this.configRead(t.bus, t.slot, t.fn, t.reg + offset, size) : allOnes(size);
+          if (!t || offset + size > 4) return allOnes(size);
+          return this.configRead(t.bus, t.slot, t.fn, t.reg + offset, size);
         },
         write: (offset, size, value) => {
           const t = this.#configDataTarget();
-          if (t) this.configWrite(t.bus, t.slot, t.fn, t.reg + offset, size, value);
+          if (t && offset + size <= 4) {
+            this.configWrite(t.bus, t.slot, t.fn, t.reg + offset, size, value);
+          }
         },
       },
       ecam: {
         read: (offset, size) => {
           const t = ecam(offset);
+          if ((t.reg & 3) + size > 4) return allOnes(size);
           return this.configRead(t.bus, t.slot, t.fn, t.reg, size);
         },
         write: (offset, size, value) => {
           const t = ecam(offset);
-          this.configWrite(t.bus, t.slot, t.fn, t.reg, size, value);
+          if ((t.reg & 3) + size <= 4) this.configWrite(t.bus, t.slot, t.fn, t.reg, size, value);
         },
       },
       mem32Window: window(

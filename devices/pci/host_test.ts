@@ -160,6 +160,32 @@ Deno.test("ECAM gives the same results as mechanism #1", () => {
   assert.equal(c.read(3, 0, 0x3c, 1), 0x0e);
 });
 
+Deno.test("a configuration access that runs past its dword reaches no register (0xCFx and ECAM)", () => {
+  const fn = new Echo("echo", [
+    { index: 0, kind: "mem32", size: 4096 },
+    { index: 1, kind: "mem32", size: 4096 },
+  ]);
+  const h = host([{ slot: 3, function: 0, device: fn }]);
+  const c = cf8(h);
+  const bar1 = c.read(3, 0, 0x14);
+  // A dword at 0xCFF (a byte of BAR0, then three of BAR1 if it spilled over).
+  c.write(3, 0, 0x13, 4, 0xffffffff);
+  assert.equal(c.read(3, 0, 0x14), bar1, "BAR1 untouched");
+  assert.equal(c.read(3, 0, 0x13, 4), 0xffffffff);
+  assert.equal(c.read(3, 0, 0x13, 2), 0xffff);
+  assert.equal(
+    c.read(3, 0, 0x12, 2),
+    c.read(3, 0, 0x10) >>> 16,
+    "a word within the dword still works",
+  );
+  // ECAM: a word at register 0x13 crosses into 0x14.
+  const ecam = h.devices.ecam;
+  ecam.write(ecamOffset(0, 3, 0, 0x13), 2, 0xffff);
+  assert.equal(c.read(3, 0, 0x14), bar1);
+  assert.equal(ecam.read(ecamOffset(0, 3, 0, 0x13), 2), 0xffff);
+  assert.equal(ecam.read(ecamOffset(0, 3, 0, 0x11), 2), (c.read(3, 0, 0x10) >>> 8) & 0xffff);
+});
+
 Deno.test("multi-function slots get header type bit 7", () => {
   const h = host([
     { slot: 3, function: 0, device: new Echo("a") },
