@@ -123,6 +123,8 @@ export interface AttachedDevice {
   onTimer?(id: number): void;
   /** Present on devices that write console output: a backend that was full has room again. */
   onOutputReady?(): void;
+  /** With onOutputReady: bytes the device holds because its backend was full. */
+  outputHeld?(): number;
   /** Present on the RTC: connects or disconnects its IRQ output (HPET LegacyReplacement). */
   irqGate?(connected: boolean): void;
   /** Present on the PCI host: decodes ports no fixed range claims (I/O BARs). */
@@ -232,6 +234,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
           reset: () => uart.reset(),
           console: uart,
           onOutputReady: () => uart.outputReady(),
+          outputHeld: () => uart.outputHeld(),
         };
       },
     },

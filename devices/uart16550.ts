@@ -528,6 +528,11 @@ export class Uart16550 implements BusDevice {
     this.#update();
   }
 
+  /** Bytes the transmit FIFO holds: those the backend had no room for. */
+  outputHeld(): number {
+    return this.#s.txCount;
+  }
+
   #rxCapacity(): number {
     // §8.5: in 16450 mode (FIFOs disabled) the receiver holds a single byte.
     return this.#s.fcr & FCR_ENABLE ? UART_FIFO_SIZE : 1;

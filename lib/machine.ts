@@ -399,6 +399,11 @@ export class Machine {
     if (!this.#safety.unmapRam) {
       throw new Error("cannot reset: a vCPU or timer thread did not stop");
     }
+    // What the UARTs hold goes out before their state is reset (a stalled
+    // reader delays the reboot up to 2 s; after that the bytes are lost).
+    if (!await this.#handOverHeldOutput(Date.now() + 2000)) {
+      log.warn("console output held by a device was lost at the reset: its reader stalled");
+    }
     this.#instance?.close();
     this.#instance = undefined;
     this.memory.discard();
@@ -414,11 +419,36 @@ export class Machine {
    * within `timeoutMs` (a reader that does not read).
    */
   async flushOutput(timeoutMs = 2000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const handed = await this.#handOverHeldOutput(deadline);
     const ctl = this.#writerControl;
     Atomics.store(ctl, WRITER_STOP, 1);
     Atomics.add(ctl, WRITER_BELL, 1);
     Atomics.notify(ctl, WRITER_BELL);
-    return await waitFlag(ctl, WRITER_STOPPED, Date.now() + timeoutMs);
+    return await waitFlag(ctl, WRITER_STOPPED, deadline) && handed;
+  }
+
+  /**
+   * With the vCPUs and the timer thread stopped: hands the console devices'
+   * held bytes (a UART's transmit FIFO, kept while the ring was full) to the
+   * writer as it makes room, until none are held or the deadline. Without
+   * this they would be lost when the VM ends or resets.
+   */
+  async #handOverHeldOutput(deadline: number): Promise<boolean> {
+    const devices = (this.#instance?.devices.devices ?? []).filter((d) => d.outputHeld);
+    for (;;) {
+      const held = await this.control.lock.withAsync(() => {
+        let n = 0;
+        for (const d of devices) {
+          d.onOutputReady?.();
+          n += d.outputHeld!();
+        }
+        return n;
+      });
+      if (held === 0) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 
   /** Releases everything: the instance, then the resources. Idempotent. */
