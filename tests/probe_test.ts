@@ -27,11 +27,11 @@ const E820_NAMES: Record<number, string> = {
 };
 
 /** Boots the probe with `toml` (a [boot] table is added) and returns the run and its report. */
-async function probe(toml: string) {
+async function probe(toml: string, timeoutMs?: number) {
   const s = await Scratch.create();
   try {
     const path = await s.write("vm.toml", `${toml}\n[boot]\nkind = "probe"\n`);
-    const r = await dhyve(["up", path]);
+    const r = await dhyve(["up", path], { timeoutMs });
     return { ...r, report: probeReport(r.stdout) };
   } finally {
     await s.close();
@@ -270,6 +270,28 @@ for (
     ]);
   });
 }
+
+Deno.test("x2APIC IDs above 254: 85 sockets x 3 cores (IDs up to 338), every vCPU starts, every check ok", async () => {
+  // Cores take 2 bits of the APIC ID, so socket s holds IDs 4s..4s+2; from
+  // socket 64 on they exceed 254 and need x2APIC. The MADT lists them as
+  // x2APIC entries; the MP table (8-bit IDs) only the first 64 sockets.
+  // 255 Workers take about 15 s and 3 GB here: allow a slow machine 2 minutes.
+  const r = await probe(
+    `[memory]\nsize = "1G"\n[cpu]\nsockets = 85\ncores = 3\nx2apic = true`,
+    120_000,
+  );
+  assert.equal(r.code, 1, r.stderr);
+  const ids = Array.from({ length: 85 * 3 }, (_, i) => Math.floor(i / 3) * 4 + (i % 3));
+  assert.deepEqual(
+    cpuLines(r.report),
+    ids.map((id, i) => `cpu[${i}]: apic=${id & 0xff} x2apic=${id}${i === 0 ? " bsp" : ""}`),
+  );
+  assert.equal(r.report.get("madt.cpus"), "enabled=255 disabled=0");
+  const c = checks(r.stdout);
+  for (const k of ALL_CHECKS.filter((k) => k !== "msi" && k !== "intx")) {
+    assert.equal(c.get(k), "ok", `check.${k}: ${c.get(k)}`);
+  }
+});
 
 Deno.test("without ACPI the probe finds the MP table; without either it still boots", async () => {
   const mp = await probe(`[cpu]\ncpus = 2\n[firmware]\nacpi = false`);

@@ -227,7 +227,7 @@ void madt_report(void)
 	}
 	pr("madt.cpus: enabled=%u disabled=%u\n", madt_enabled, madt_disabled);
 	sort_u32(madt_enabled_ids, madt_enabled);
-	if (cpus_match(madt_enabled_ids, madt_enabled))
+	if (cpus_match(madt_enabled_ids, madt_enabled, 0xffffffff))
 		check("madt.cpus", CHECK_OK, 0);
 	else
 		check("madt.cpus", CHECK_FAIL, "madt=%u started=%u", madt_enabled, cpu_count);

@@ -94,7 +94,9 @@ void mp_report(void)
 		check("mptable", CHECK_FAIL, "%s", mp_err);
 	} else {
 		sort_u32(mp_ids, mp_enabled);
-		if (cpus_match(mp_ids, mp_enabled))
+		/* Processor entries hold 8-bit APIC IDs, 0xFF being the broadcast
+		 * ID (MP spec 4.3.1): CPUs with larger IDs cannot be listed. */
+		if (cpus_match(mp_ids, mp_enabled, 0xfe))
 			check("mptable", CHECK_OK, 0);
 		else
 			check("mptable", CHECK_FAIL, "mptable=%u started=%u", mp_enabled, cpu_count);

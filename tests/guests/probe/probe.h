@@ -94,7 +94,7 @@ extern u32 lapic_base;
 void cpu_report(void);
 void smp_start(u32 expected); /* expected 0: unknown */
 void smp_report(u32 expected, const char *source);
-int cpus_match(const u32 *ids, u32 n); /* ids sorted; vs started CPUs */
+int cpus_match(const u32 *ids, u32 n, u32 max_id); /* ids sorted; vs started CPUs with IDs <= max_id */
 void lapic_eoi(void);
 
 /* ---- idt.c ---- */

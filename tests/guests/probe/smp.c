@@ -100,6 +100,13 @@ static void lapic_ipi(u32 icr)
 	lapic_write(LAPIC_ICR_LO, icr);
 }
 
+/* A CPU's full APIC ID: CPUID.1's 8-bit one, or the x2APIC one from leaf
+ * 0xB (which holds all 32 bits) where that leaf exists. */
+static u32 cpu_id(const struct cpu_rec *c)
+{
+	return has_leaf_b ? c->x2apic : c->apic;
+}
+
 static void record_self(struct cpu_rec *c)
 {
 	u32 r[4];
@@ -154,11 +161,12 @@ void smp_start(u32 expected)
 	u32 n = ap_arrived;
 	cpu_count = 1 + (n < CPU_MAX - 1 ? n : CPU_MAX - 1);
 
-	/* sort by APIC ID (insertion sort; usually already in order) */
+	/* sort by APIC ID, the x2APIC one where present (insertion sort;
+	 * usually already in order) */
 	for (u32 i = 1; i < cpu_count; i++) {
 		struct cpu_rec x = cpus[i];
 		u32 j = i;
-		for (; j > 0 && cpus[j - 1].apic > x.apic; j--)
+		for (; j > 0 && cpu_id(&cpus[j - 1]) > cpu_id(&x); j--)
 			cpus[j] = cpus[j - 1];
 		cpus[j] = x;
 	}
@@ -183,15 +191,19 @@ void smp_report(u32 expected, const char *source)
 	pr(" source=%s\n", source);
 }
 
-/* 1 when the sorted ids[0..n) equal the started CPUs' APIC IDs: CPUID.1's
- * 8-bit ID, or the x2APIC ID where that is above 255. */
-int cpus_match(const u32 *ids, u32 n)
+/* 1 when the sorted ids[0..n) equal the APIC IDs (cpu_id) of the started
+ * CPUs whose ID is at most max_id. */
+int cpus_match(const u32 *ids, u32 n, u32 max_id)
 {
 	static u32 got[CPU_MAX];
-	if (n != cpu_count)
+	u32 m = 0;
+	for (u32 i = 0; i < cpu_count; i++) {
+		u32 id = cpu_id(&cpus[i]);
+		if (id <= max_id)
+			got[m++] = id;
+	}
+	if (n != m)
 		return 0;
-	for (u32 i = 0; i < n; i++)
-		got[i] = has_leaf_b && cpus[i].x2apic > 0xff ? cpus[i].x2apic : cpus[i].apic;
-	sort_u32(got, n);
+	sort_u32(got, m);
 	return !memcmp(got, ids, n * 4);
 }
