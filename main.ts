@@ -2,9 +2,10 @@
  * The dhyve command line. Thin: it parses arguments and calls the library.
  *
  * ```
- * deno run -A main.ts up vm.toml      boot a VM
- * deno run -A main.ts check vm.toml   print the effective config and memory map
- * deno run -A main.ts devices         list the device models
+ * deno run -A main.ts up vm.toml                boot a VM
+ * deno run -A main.ts check vm.toml             print the effective config and memory map
+ * deno run -A main.ts tables vm.toml --out DIR  write the firmware tables to DIR
+ * deno run -A main.ts devices                   list the device models
  * ```
  *
  * Exit statuses: 0 reset, 1 poweroff, 2 halt, 3 triple fault, 4 error
@@ -13,7 +14,7 @@
  *
  * @module
  */
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { getLogger, type LogLevel } from "@logtape/logtape";
 import { ConfigError, formatConfig, loadConfig, type VmConfig } from "./lib/config.ts";
 import { setupLogging } from "./lib/log.ts";
@@ -25,9 +26,30 @@ const EXIT_ERROR = 4;
 
 const log = getLogger(["dhyve"]);
 
-function fail(message: string, status: number): never {
+/** Writes `dhyve: <message>` to stderr. */
+function note(message: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(`dhyve: ${message}\n`));
+}
+
+function fail(message: string, status: number): never {
+  note(message);
   Deno.exit(status);
+}
+
+/** An OS error's reason without Deno's `: <op> '<path>'` suffix (the caller names the path). */
+function reasonOf(e: unknown): string {
+  return (e as Error).message.replace(/: \w+ '.*'$/s, "");
+}
+
+/** `dir/name`; `dir` is not empty (the CLI refuses an empty path). */
+function joinPath(dir: string, name: string): string {
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
+
+/** Commander argument parser: a path option's value must not be empty. */
+function nonEmptyPath(value: string): string {
+  if (value === "") throw new InvalidArgumentError("The path is empty.");
+  return value;
 }
 
 async function readConfig(path: string): Promise<VmConfig> {
@@ -52,6 +74,17 @@ async function up(
 ): Promise<never> {
   await setupLogging(levelOf(opts), (opts.verbose ?? 0) > 0);
   const config = await readConfig(path);
+  // Open the report before the VM exists: a destination that cannot be written
+  // is a usage error now, not a lost report after the run. Truncated now, so a
+  // report from an earlier run is never taken for this run's.
+  let report: Deno.FsFile | undefined;
+  if (opts.report !== undefined) {
+    try {
+      report = await Deno.open(opts.report, { write: true, create: true, truncate: true });
+    } catch (e) {
+      fail(`cannot write ${opts.report}: ${reasonOf(e)}`, EXIT_USAGE);
+    }
+  }
   // Start the Workers now: they load their modules while this thread loads its own.
   const { prespawnWorkers } = await import("./lib/workers.ts");
   const workers = prespawnWorkers(config.cpu.cpus);
@@ -113,20 +146,22 @@ async function up(
     stdin?.start();
     const exit = await vm.wait();
     status = exit.status;
-    if (opts.report) {
-      const report = {
+    if (report) {
+      const json = {
         vm: config.vm.name,
         exit,
         vcpus: vm.stats(),
         unclaimed: vm.machine.control.unclaimed,
       };
-      await Deno.writeTextFile(opts.report, JSON.stringify(report, null, 2) + "\n");
+      let bytes = new TextEncoder().encode(JSON.stringify(json, null, 2) + "\n");
+      while (bytes.length) bytes = bytes.subarray(await report.write(bytes));
     }
   } catch (e) {
     log.error("{message}", { message: (e as Error).message });
     vm.close();
   } finally {
     await stdin?.stop();
+    report?.close();
     for (const [s, f] of signals) Deno.removeSignalListener(s, f);
   }
   Deno.exit(status);
@@ -178,7 +213,11 @@ async function tables(path: string, opts: { out: string }): Promise<void> {
   try {
     await Deno.mkdir(opts.out, { recursive: true });
   } catch (e) {
-    fail(`cannot create ${opts.out}: ${(e as Error).message}`, EXIT_USAGE);
+    fail(`cannot create ${opts.out}: ${reasonOf(e)}`, EXIT_USAGE);
+  }
+  if (built.tables.length === 0) {
+    note("no firmware tables to write: [firmware] acpi and mptable are both off");
+    return;
   }
   // ACPI tables with a standard header are <SIG>.dat, as acpidump/acpixtract name
   // them for iasl -d; the RSDP and the MP structures are not such tables.
@@ -189,7 +228,12 @@ async function tables(path: string, opts: { out: string }): Promise<void> {
   };
   for (const t of built.tables) {
     const file = names[t.signature] ?? `${t.signature}.dat`;
-    await Deno.writeFile(`${opts.out}/${file}`, t.bytes);
+    const dest = joinPath(opts.out, file);
+    try {
+      await Deno.writeFile(dest, t.bytes);
+    } catch (e) {
+      fail(`cannot write ${dest}: ${reasonOf(e)}`, EXIT_USAGE);
+    }
     console.log(
       `${file.padEnd(16)} 0x${t.address.toString(16).padStart(8, "0")}  ${
         String(t.bytes.length).padStart(5)
@@ -235,6 +279,7 @@ export function cli(): Command {
     .option(
       "--report <file>",
       "write a JSON report (exit, per-vCPU exit counts, timings) at the end",
+      nonEmptyPath,
     )
     .action(up);
   program.command("check")
@@ -246,7 +291,7 @@ export function cli(): Command {
       "write the VM's firmware tables: each ACPI table as DIR/<SIG>.dat (for iasl -d), the RSDP and MP table as .bin",
     )
     .argument("<vm.toml>", "the VM definition")
-    .requiredOption("--out <dir>", "directory to write the tables to")
+    .requiredOption("--out <dir>", "directory to write the tables to", nonEmptyPath)
     .action(tables);
   program.command("devices")
     .description("list the device models")

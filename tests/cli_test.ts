@@ -1,6 +1,17 @@
-// Integration tests of the CLI's inspection commands.
+// Integration tests of the CLI's inspection commands, and of the output paths
+// (`tables --out`, `up --report`) it refuses with status 2.
 import assert from "node:assert/strict";
-import { DEMO, dhyve } from "./helpers.ts";
+import { DEMO, dhyve, Scratch } from "./helpers.ts";
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
 
 Deno.test("dhyve check prints the effective config, topology, memory map, PCI routing and tables", async () => {
   const r = await dhyve(["check", DEMO]);
@@ -47,4 +58,106 @@ Deno.test("an unknown command or option is a usage error with status 2", async (
   const b = await dhyve(["up", "--no-such-flag", DEMO]);
   assert.equal(b.code, 2);
   assert.match(b.stderr, /unknown option '--no-such-flag'/);
+});
+
+Deno.test("an empty --out or --report is a usage error, and tables writes nothing into /", async () => {
+  // An empty --out used to write the tables to /<file>; /DSDT.dat is the
+  // witness (left alone if something else put it there).
+  const witness = "/DSDT.dat";
+  const before = exists(witness);
+  const a = await dhyve(["tables", DEMO, "--out", ""]);
+  assert.equal(a.code, 2, a.stderr);
+  assert.match(a.stderr, /option '--out <dir>' argument '' is invalid\. The path is empty\./);
+  assert.equal(a.stdout, "");
+  if (!before) assert.equal(exists(witness), false, `${witness} was written`);
+  // An empty --report used to mean no report, silently; the VM is not created.
+  const b = await dhyve(["up", "--report", "", DEMO]);
+  assert.equal(b.code, 2, b.stderr);
+  assert.match(b.stderr, /option '--report <file>' argument '' is invalid\. The path is empty\./);
+  assert.equal(b.stdout, "");
+});
+
+Deno.test("dhyve tables: an output file or directory it cannot write is a usage error with status 2", async () => {
+  const s = await Scratch.create();
+  try {
+    // The directory exists, a file in it cannot be written (it is a directory).
+    const out = `${s.dir}/t`;
+    await Deno.mkdir(`${out}/rsdp.bin`, { recursive: true });
+    const a = await dhyve(["tables", DEMO, "--out", out]);
+    assert.equal(a.code, 2, a.stderr);
+    assert.equal(
+      a.stderr,
+      `dhyve: cannot write ${out}/rsdp.bin: Is a directory (os error 21)\n`,
+    );
+    // A trailing slash does not double the separator.
+    const b = await dhyve(["tables", DEMO, "--out", `${out}/`]);
+    assert.equal(b.code, 2, b.stderr);
+    assert.equal(
+      b.stderr,
+      `dhyve: cannot write ${out}/rsdp.bin: Is a directory (os error 21)\n`,
+    );
+    // The directory cannot be created (a file is in the way).
+    const file = await s.write("file", "");
+    const c = await dhyve(["tables", DEMO, "--out", file]);
+    assert.equal(c.code, 2, c.stderr);
+    assert.equal(c.stderr, `dhyve: cannot create ${file}: File exists (os error 17)\n`);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("dhyve tables with ACPI and the MP table off says there is nothing to write, status 0", async () => {
+  const s = await Scratch.create();
+  try {
+    const toml = await s.write(
+      "vm.toml",
+      `[boot]\nkind = "probe"\n[firmware]\nacpi = false\nmptable = false\n`,
+    );
+    const out = `${s.dir}/t`;
+    const r = await dhyve(["tables", toml, "--out", out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "");
+    assert.equal(
+      r.stderr,
+      "dhyve: no firmware tables to write: [firmware] acpi and mptable are both off\n",
+    );
+    assert.deepEqual([...Deno.readDirSync(out)], []);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("up --report to a path it cannot write is a usage error with status 2, before the VM runs", async () => {
+  const s = await Scratch.create();
+  try {
+    const missing = `${s.dir}/no/such/dir/r.json`;
+    const a = await dhyve(["up", "--report", missing, DEMO]);
+    assert.equal(a.code, 2, a.stderr);
+    assert.equal(a.stdout, "", "the guest ran");
+    assert.equal(
+      a.stderr,
+      `dhyve: cannot write ${missing}: No such file or directory (os error 2)\n`,
+    );
+    const b = await dhyve(["up", "--report", s.dir, DEMO]);
+    assert.equal(b.code, 2, b.stderr);
+    assert.equal(b.stdout, "", "the guest ran");
+    assert.equal(b.stderr, `dhyve: cannot write ${s.dir}: Is a directory (os error 21)\n`);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("up --report replaces what the file held with the whole report", async () => {
+  const s = await Scratch.create();
+  try {
+    const report = await s.write("r.json", "stale ".repeat(100_000));
+    const r = await dhyve(["up", "-q", "--report", report, DEMO]);
+    assert.equal(r.code, 1, r.stderr);
+    const j = JSON.parse(await Deno.readTextFile(report));
+    assert.equal(j.vm, "demo");
+    assert.equal(j.exit.kind, "poweroff");
+    assert.equal(j.vcpus.length, 2);
+  } finally {
+    await s.close();
+  }
 });
