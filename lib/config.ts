@@ -13,20 +13,27 @@
 
 import { parse, TomlError } from "smol-toml";
 import { apicIdOf, MAX_XAPIC_ID } from "../cpu/topology.ts";
+import { findMultibootHeader } from "./boot/multiboot.ts";
+import { BOOT_PARAMS } from "./boot/zero_page.ts";
+import { MAX_PIN_SOURCES } from "./irq.ts";
 import {
   computeLayout,
   DEFAULT_LOWMEM_LIMIT,
   E820,
   formatSize,
+  FOUR_GIB,
   inE820Ram,
+  KiB,
   LOWMEM_LIMIT_ALIGN,
   MAX_LOWMEM_LIMIT,
   MAX_MEMORY,
   MEMORY_ALIGN,
   MiB,
   MIN_MEMORY,
+  ZERO_PAGE,
 } from "./layout.ts";
-import { fixedPortConflict } from "./platform.ts";
+import { PCI_IOAPIC_PINS, routeIntx } from "./pci_routing.ts";
+import { fixedPortConflict, ISA_RESERVED_IRQS } from "./platform.ts";
 import { parseSize } from "./size.ts";
 
 // ---------------------------------------------------------------------------
@@ -69,7 +76,7 @@ export interface VmConfig {
   readonly rtc: { readonly useLocaltime: boolean };
   /** `[[device]]` entries, in file order. */
   readonly devices: readonly DeviceConfig[];
-  /** `[[pci]]` entries, in file order. */
+  /** `[[pci]]` entries in bus order: sorted by slot, then function. */
   readonly pci: readonly PciConfig[];
 }
 
@@ -139,6 +146,14 @@ export const DEFAULT_MEMORY = 256 * MiB;
 export const MAX_VCPUS = 255;
 /** The longest command line accepted, in bytes (without the NUL). */
 export const MAX_CMDLINE = 4095;
+/** The largest config file {@linkcode loadConfig} reads, in bytes. */
+export const MAX_CONFIG_SIZE = 1 * MiB;
+/**
+ * How much of a Multiboot kernel `findMultibootHeader` needs: the header lies
+ * in the first 8 KiB (Multiboot 3.1.1), and its a.out kludge fields may run
+ * 32 bytes past that.
+ */
+const MULTIBOOT_HEAD = 8 * KiB + 32;
 
 /** The known `[[device]]` types. */
 export const DEVICE_TYPES = ["debug-exit"] as const;
@@ -195,7 +210,8 @@ export async function parseConfig(text: string, file: string): Promise<VmConfig>
     }
     throw new ConfigError([{ file, path: "", message: `invalid TOML: ${errorText(e)}` }]);
   }
-  const c = new Checker(dirname(resolve(Deno.cwd(), file)), true);
+  const configPath = resolve(Deno.cwd(), file);
+  const c = new Checker(dirname(configPath), true, configPath);
   const config = checkDocument(c, doc, file);
   if (c.findings.length > 0) throw new ConfigError(await locate(text, file, c.findings));
   return config;
@@ -203,21 +219,90 @@ export async function parseConfig(text: string, file: string): Promise<VmConfig>
 
 /**
  * Reads a VM definition from `path` and validates it (see {@linkcode parseConfig}).
+ * The file must be a regular file of at most {@linkcode MAX_CONFIG_SIZE}
+ * bytes (a device or FIFO is refused before it is opened) holding UTF-8.
  *
  * @throws {ConfigError} when the file cannot be read or the definition is invalid.
  */
 export async function loadConfig(path: string): Promise<VmConfig> {
+  const bytes = await readConfigFile(path);
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const at = invalidUtf8Offset(bytes);
+    const lineStart = at === 0 ? 0 : bytes.lastIndexOf(0x0a, at - 1) + 1;
+    let line = 1;
+    for (let i = 0; i < lineStart; i++) if (bytes[i] === 0x0a) line++;
+    const column = new TextDecoder().decode(bytes.subarray(lineStart, at)).length + 1;
     throw new ConfigError([{
       file: path,
+      line,
+      column,
       path: "",
-      message: `cannot read config file: ${errorText(e)}`,
+      message: `invalid UTF-8 at byte offset ${at} (a TOML file must be UTF-8)`,
     }]);
   }
   return await parseConfig(text, path);
+}
+
+/** The bytes of config file `path`: a regular file of at most MAX_CONFIG_SIZE bytes. */
+async function readConfigFile(path: string): Promise<Uint8Array> {
+  const fail = (message: string) => new ConfigError([{ file: path, path: "", message }]);
+  const tooLarge = (size: string) =>
+    fail(`config file is ${size}; the limit is ${formatSize(MAX_CONFIG_SIZE)}`);
+  try {
+    // Stat before opening: opening a FIFO blocks, and a device may never end.
+    const st = await Deno.stat(path);
+    if (!st.isFile) throw fail(`cannot read config file: not a regular file (${fileKind(st)})`);
+    if (st.size > MAX_CONFIG_SIZE) throw tooLarge(`${st.size} bytes`);
+    using f = await Deno.open(path, { read: true });
+    // Read one byte more than allowed, to see a file that grew since the stat.
+    const buf = new Uint8Array(MAX_CONFIG_SIZE + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const got = await f.read(buf.subarray(n));
+      if (got === null) break;
+      n += got;
+    }
+    if (n > MAX_CONFIG_SIZE) throw tooLarge(`over ${MAX_CONFIG_SIZE} bytes`);
+    return buf.slice(0, n);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw fail(`cannot read config file: ${errorText(e)}`);
+  }
+}
+
+/** The offset of the first byte that does not begin a valid UTF-8 sequence (RFC 3629), or -1. */
+function invalidUtf8Offset(b: Uint8Array): number {
+  for (let i = 0; i < b.length;) {
+    const lead = b[i];
+    if (lead < 0x80) {
+      i++;
+      continue;
+    }
+    // Continuation bytes are 0x80-0xBF; the second byte's range excludes
+    // overlong forms, UTF-16 surrogates and code points above U+10FFFF.
+    let more: number, lo = 0x80, hi = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) more = 1;
+    else if (lead >= 0xe0 && lead <= 0xef) {
+      more = 2;
+      if (lead === 0xe0) lo = 0xa0;
+      if (lead === 0xed) hi = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      more = 3;
+      if (lead === 0xf0) lo = 0x90;
+      if (lead === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= more; k++) {
+      const byte = b[i + k];
+      if (byte === undefined || byte < (k === 1 ? lo : 0x80) || byte > (k === 1 ? hi : 0xbf)) {
+        return i;
+      }
+    }
+    i += more + 1;
+  }
+  return -1;
 }
 
 /**
@@ -229,9 +314,11 @@ export async function loadConfig(path: string): Promise<VmConfig> {
  * @throws {ConfigError} listing every problem found.
  */
 export function configFromObject(obj: unknown, file: string = OBJECT_FILE): VmConfig {
+  const configPath = file === OBJECT_FILE ? undefined : resolve(Deno.cwd(), file);
   const c = new Checker(
-    file === OBJECT_FILE ? Deno.cwd() : dirname(resolve(Deno.cwd(), file)),
+    configPath === undefined ? Deno.cwd() : dirname(configPath),
     false,
+    configPath,
   );
   const config = checkDocument(c, obj, file);
   if (c.findings.length > 0) {
@@ -322,7 +409,7 @@ function checkDocument(c: Checker, doc: unknown, file: string): VmConfig {
   const memory = checkMemory(c, root);
   const cpu = checkCpu(c, root);
   const boot = checkBoot(c, root, memory);
-  const console = checkConsole(c, root);
+  const console = checkConsole(c, root, boot);
   const fw = openTable(c, get(root, "firmware"), ["firmware"], ["acpi", "mptable"]) ?? {};
   const firmware = {
     acpi: readBool(c, fw, ["firmware"], "acpi") ?? true,
@@ -330,7 +417,7 @@ function checkDocument(c: Checker, doc: unknown, file: string): VmConfig {
   };
   const rtcTable = openTable(c, get(root, "rtc"), ["rtc"], ["use_localtime"]) ?? {};
   const rtc = { useLocaltime: readBool(c, rtcTable, ["rtc"], "use_localtime") ?? false };
-  const devices = checkDevices(c, root);
+  const devices = checkDevices(c, root, console);
   const pci = checkPci(c, root);
   return { file, baseDir: c.baseDir, vm, memory, cpu, boot, console, firmware, rtc, devices, pci };
 }
@@ -450,7 +537,9 @@ function checkBoot(c: Checker, root: Table, memory: VmConfig["memory"]): BootCon
     if (kind === undefined) {
       c.fail(
         ["boot", "kind"],
-        `unknown boot kind ${JSON.stringify(kindText)}; expected ${oneOf(BOOT_KINDS)}`,
+        `unknown boot kind ${JSON.stringify(kindText)}; expected ${oneOf(BOOT_KINDS)}${
+          suggest(kindText, BOOT_KINDS)
+        }`,
       );
     }
   } else if (has(t, "kind")) {
@@ -478,6 +567,7 @@ function checkBoot(c: Checker, root: Table, memory: VmConfig["memory"]): BootCon
   if (kind === "raw") return checkRawBoot(c, t, memory);
 
   const kernel = readFile(c, t, ["boot"], "kernel", true);
+  if (kernel !== undefined) checkMultibootKernel(c, kernel);
   const cmdline = readCmdline(c, t, ["boot"], "cmdline");
   const modules = openTableArray(c, get(t, "modules"), ["boot", "modules"]).map(([m, i]) => {
     const p = ["boot", "modules", i];
@@ -489,6 +579,29 @@ function checkBoot(c: Checker, root: Table, memory: VmConfig["memory"]): BootCon
     };
   });
   return { kind, kernel: kernel?.path ?? "", cmdline, modules };
+}
+
+/** The kernel is not empty and has a Multiboot header where the loader looks for one. */
+function checkMultibootKernel(c: Checker, kernel: { path: string; size: number }): void {
+  const p = ["boot", "kernel"];
+  if (kernel.size === 0) {
+    c.fail(p, `${kernel.path} is empty`);
+    return;
+  }
+  let head: Uint8Array;
+  try {
+    head = readHead(kernel.path, MULTIBOOT_HEAD);
+  } catch (e) {
+    c.fail(p, `cannot read ${kernel.path}: ${errorText(e)}`);
+    return;
+  }
+  try {
+    if (findMultibootHeader(head) === undefined) {
+      c.fail(p, `${kernel.path} has no multiboot header in the first 8 KiB`);
+    }
+  } catch (e) {
+    c.fail(p, `${kernel.path}: ${errorText(e)}`);
+  }
 }
 
 function checkRawBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootConfig {
@@ -506,7 +619,9 @@ function checkRawBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootCon
   } else if (entryText !== undefined && entry === undefined) {
     c.fail(
       ["boot", "entry"],
-      `unknown entry mode ${JSON.stringify(entryText)}; expected ${oneOf(ENTRY_MODES)}`,
+      `unknown entry mode ${JSON.stringify(entryText)}; expected ${oneOf(ENTRY_MODES)}${
+        suggest(entryText, ENTRY_MODES)
+      }`,
     );
   }
   const entryPoint = readInt(c, t, ["boot"], "entry_point") ?? address ?? 0;
@@ -534,6 +649,9 @@ function checkRawBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootCon
         );
       }
     }
+    if (entry !== undefined && c.ok(["boot", "address"], ["boot", "entry_point"])) {
+      checkEntryReach(c, entry, address, end, entryPoint, has(t, "entry_point"));
+    }
   }
   return {
     kind: "raw",
@@ -544,7 +662,51 @@ function checkRawBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootCon
   };
 }
 
-function checkConsole(c: Checker, root: Table): VmConfig["console"] {
+/**
+ * What the entry mode can reach (the loader, lib/boot/raw.ts and entry.ts,
+ * checks the same again): real mode enters below 1 MiB; prot32 and long64
+ * see only the first 4 GiB (32-bit addresses; long64's identity map) and
+ * get the zero page at ZERO_PAGE, which the image must leave alone.
+ */
+function checkEntryReach(
+  c: Checker,
+  entry: EntryMode,
+  address: number,
+  end: number,
+  entryPoint: number,
+  entryPointGiven: boolean,
+): void {
+  const span = `[${hex(address)}, ${hex(end)})`;
+  if (entry === "real16") {
+    if (entryPoint >= MiB) {
+      c.fail(
+        ["boot", entryPointGiven ? "entry_point" : "address"],
+        `real-mode entry point ${hex(entryPoint)} is not below 1 MiB (${
+          hex(MiB)
+        }), the most "real16" can reach`,
+      );
+    }
+    return;
+  }
+  if (end > FOUR_GIB) {
+    const why = entry === "prot32"
+      ? `"prot32" enters with paging off and 32-bit addresses`
+      : `"long64" identity-maps only the first 4 GiB`;
+    c.fail(["boot", "address"], `image ${span} lies above 4 GiB, out of reach: ${why}`);
+    return;
+  }
+  const zeroEnd = ZERO_PAGE + BOOT_PARAMS.size;
+  if (address < zeroEnd && end > ZERO_PAGE) {
+    c.fail(
+      ["boot", "address"],
+      `image ${span} overlaps the zero page [${hex(ZERO_PAGE)}, ${
+        hex(zeroEnd)
+      }) that "${entry}" entry writes; load it at ${hex(zeroEnd)} or above`,
+    );
+  }
+}
+
+function checkConsole(c: Checker, root: Table, boot: BootConfig): VmConfig["console"] {
   const t = openTable(c, get(root, "console"), ["console"], ["com1", "com2"]) ?? {};
   const read = (port: "com1" | "com2", fallback: ConsoleBackend): ConsoleBackend => {
     const p = ["console", port];
@@ -569,10 +731,14 @@ function checkConsole(c: Checker, root: Table): VmConfig["console"] {
       if (!has(ft, "file")) c.fail([...p, "file"], "missing required key `file`");
       return fallback;
     }
-    const path = resolve(c.baseDir, file);
-    if (!isDirectory(dirname(path))) {
-      c.fail([...p, "file"], `directory ${dirname(path)} does not exist`);
+    if (file === "") {
+      c.fail([...p, "file"], "path must not be empty");
+      return fallback;
     }
+    const path = resolve(c.baseDir, file);
+    const name = file === path ? path : `${JSON.stringify(file)} (${path})`;
+    const problem = outputFileProblem(path, name) ?? inputClash(c, path, name, boot);
+    if (problem !== undefined) c.fail([...p, "file"], problem);
     return { kind: "file", path };
   };
   const com1 = read("com1", { kind: "stdio" });
@@ -581,13 +747,67 @@ function checkConsole(c: Checker, root: Table): VmConfig["console"] {
     const note = has(t, "com1") ? "" : ` (com1 defaults to "stdio"; set com1 = "none" or a file)`;
     c.fail(["console", "com2"], `com1 and com2 cannot both use "stdio"${note}`);
   }
-  if (com1.kind === "file" && com2.kind === "file" && com1.path === com2.path) {
+  // Each port opens its file with O_TRUNC and writes at its own offset: two
+  // ports on one file would overwrite each other's output.
+  if (
+    com1.kind === "file" && com2.kind === "file" && c.ok(["console", "com2", "file"]) &&
+    sameFile(com1.path, com2.path)
+  ) {
     c.fail(["console", "com2", "file"], `com1 already writes to ${com1.path}`);
   }
   return { com1, com2 };
 }
 
-function checkDevices(c: Checker, root: Table): DeviceConfig[] {
+/**
+ * Why `path` (shown as `name`) cannot be a console output file, or undefined:
+ * it is a directory, or its directory does not exist or is not one. Any
+ * other existing file (a regular file, /dev/null, a FIFO) may be written.
+ */
+function outputFileProblem(path: string, name: string): string | undefined {
+  try {
+    if (Deno.statSync(path).isDirectory) return `${name} is a directory`;
+    return undefined;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) {
+      return `cannot access ${name}: ${errorText(e)}`;
+    }
+  }
+  // The file would be created: find the nearest existing ancestor.
+  const dir = dirname(path);
+  for (let d = dir;; d = dirname(d)) {
+    try {
+      const st = Deno.statSync(d);
+      if (!st.isDirectory) return `${d} is not a directory`;
+      return d === dir ? undefined : `directory ${dir} does not exist`;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) {
+        return `cannot access directory ${d}: ${errorText(e)}`;
+      }
+      if (d === "/") return `directory ${dir} does not exist`;
+    }
+  }
+}
+
+/**
+ * Why console output `path` (shown as `name`) would destroy an input of the
+ * VM, or undefined: the console truncates its file when the VM is created,
+ * so it may not be the config file, the boot image, the kernel or a module.
+ */
+function inputClash(c: Checker, path: string, name: string, boot: BootConfig): string | undefined {
+  const inputs: [string, string][] = [];
+  if (c.configPath !== undefined) inputs.push([c.configPath, "the config file itself"]);
+  if (boot.kind === "raw") inputs.push([boot.image, "the boot image (boot.image)"]);
+  if (boot.kind === "multiboot") {
+    inputs.push([boot.kernel, "the kernel (boot.kernel)"]);
+    boot.modules.forEach((m, i) => inputs.push([m.path, `a module (boot.modules[${i}].path)`]));
+  }
+  const clash = inputs.find(([input]) => input !== "" && sameFile(path, input));
+  return clash && `${name} is ${clash[1]}; the console would truncate it`;
+}
+
+function checkDevices(c: Checker, root: Table, console: VmConfig["console"]): DeviceConfig[] {
+  // A COM port set to "none" does not exist, and neither do its ports.
+  const present = { com1: console.com1.kind !== "none", com2: console.com2.kind !== "none" };
   const devices: { config: DeviceConfig; index: number; valid: boolean }[] = [];
   for (const [raw, i] of openTableArray(c, get(root, "device"), ["device"])) {
     const p = ["device", i];
@@ -610,7 +830,7 @@ function checkDevices(c: Checker, root: Table): DeviceConfig[] {
     const { port, size } = d.config;
     const p = ["device", d.index, "port"];
     const range = portRange(port, size);
-    const fixed = fixedPortConflict(port, size);
+    const fixed = fixedPortConflict(port, size, present);
     const other = placed.find((o) =>
       port < o.config.port + o.config.size && o.config.port < port + size
     );
@@ -654,22 +874,50 @@ function checkPci(c: Checker, root: Table): PciConfig[] {
     entries.push({ config: { slot: slot ?? 0, function: fn, type }, index: i, valid });
   }
   const valid = entries.filter((e) => e.valid);
+  let placed = valid.length === entries.length;
   for (const [k, e] of valid.entries()) {
     const { slot, function: fn } = e.config;
     const dup = valid.slice(0, k).find((o) => o.config.slot === slot && o.config.function === fn);
     if (dup) {
+      placed = false;
       c.fail(
         ["pci", e.index, "slot"],
         `slot ${slot} function ${fn} is already used by pci[${dup.index}]`,
       );
     } else if (fn > 0 && !valid.some((o) => o.config.slot === slot && o.config.function === 0)) {
+      placed = false;
       c.fail(
         ["pci", e.index, "function"],
         `function ${fn} in slot ${slot} needs function 0 in the same slot`,
       );
     }
   }
-  return entries.map((e) => e.config);
+  const pci = entries.map((e) => e.config).sort((a, b) =>
+    a.slot - b.slot || a.function - b.function
+  );
+  if (placed) checkIntxLoad(c, pci);
+  return pci;
+}
+
+/**
+ * Every function's INTx drives an IOAPIC pin, and a pin takes at most
+ * MAX_PIN_SOURCES sources (lib/irq.ts): route the functions as the machine
+ * will (lib/pci_routing.ts) and count the functions on each pin.
+ */
+function checkIntxLoad(c: Checker, pci: readonly PciConfig[]): void {
+  if (pci.length <= MAX_PIN_SOURCES) return; // no pin can be over the limit
+  const perPin = new Map<number, number>();
+  for (const r of routeIntx(pci, ISA_RESERVED_IRQS).routes) {
+    perPin.set(r.ioapicPin, (perPin.get(r.ioapicPin) ?? 0) + 1);
+  }
+  const [pin, count] = [...perPin].reduce((a, b) => (b[1] > a[1] ? b : a));
+  if (count > MAX_PIN_SOURCES) {
+    const pins = `${PCI_IOAPIC_PINS[0]}-${PCI_IOAPIC_PINS[PCI_IOAPIC_PINS.length - 1]}`;
+    c.fail(
+      ["pci"],
+      `${pci.length} functions are too many for the PCI interrupt pins: IOAPIC pin ${pin} would carry the INTx of ${count} functions, and a pin takes at most ${MAX_PIN_SOURCES} (INTx is spread over pins ${pins} by slot and pin INTA-INTD)`,
+    );
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -809,8 +1057,7 @@ function readEnum<T extends string>(
   if (s === undefined) return undefined;
   const found = values.find((v) => v === s);
   if (found === undefined) {
-    const hint = values.length > 1 ? suggest(s, values) : "";
-    c.fail(p, `unknown ${what} ${JSON.stringify(s)}; known: ${oneOf(values)}${hint}`);
+    c.fail(p, `unknown ${what} ${JSON.stringify(s)}; known: ${oneOf(values)}${suggest(s, values)}`);
   }
   return found;
 }
@@ -818,7 +1065,10 @@ function readEnum<T extends string>(
 function readCmdline(c: Checker, t: Table, path: Path, key: string): string {
   const s = readString(c, t, path, key) ?? "";
   const bytes = new TextEncoder().encode(s).length;
-  if (bytes > MAX_CMDLINE) {
+  if (s.includes("\0")) {
+    // The guest gets a NUL-terminated string: it would end at the first NUL.
+    c.fail([...path, key], "command line must not contain a NUL character (\\u0000)");
+  } else if (bytes > MAX_CMDLINE) {
     c.fail([...path, key], `command line is ${bytes} bytes; the limit is ${MAX_CMDLINE}`);
   }
   return s;
@@ -858,12 +1108,39 @@ function readFile(
   }
 }
 
-function isDirectory(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
+/** Up to `length` bytes from the start of file `path`. */
+function readHead(path: string, length: number): Uint8Array {
+  using f = Deno.openSync(path, { read: true });
+  const buf = new Uint8Array(length);
+  let n = 0;
+  while (n < length) {
+    const got = f.readSync(buf.subarray(n));
+    if (got === null) break;
+    n += got;
   }
+  return buf.subarray(0, n);
+}
+
+/** Whether two absolute paths name one file: equal, or the same inode (links, symlinks). */
+export function sameFile(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    const x = Deno.statSync(a);
+    const y = Deno.statSync(b);
+    return x.ino !== null && x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false; // one of them does not exist (yet)
+  }
+}
+
+/** "a directory", "a FIFO", ... for a file that is not a regular file. */
+function fileKind(st: Deno.FileInfo): string {
+  if (st.isDirectory) return "a directory";
+  if (st.isCharDevice) return "a character device";
+  if (st.isBlockDevice) return "a block device";
+  if (st.isFifo) return "a FIFO";
+  if (st.isSocket) return "a socket";
+  return "a special file";
 }
 
 // ---------------------------------------------------------------------------
@@ -883,12 +1160,15 @@ function describe(v: unknown, toml: boolean): string {
   return typeof v === "object" ? "a table" : `a ${typeof v}`;
 }
 
-/** `did you mean "x"?` for the closest candidate within edit distance 2, else "". */
+/**
+ * `did you mean "x"?` for the closest candidate within edit distance 2,
+ * ignoring case (so "Probe" and "PROBE" suggest "probe"), else "".
+ */
 function suggest(word: string, candidates: readonly string[]): string {
   let best: string | undefined;
   let bestDistance = 3;
   for (const candidate of candidates) {
-    const d = editDistance(word, candidate);
+    const d = editDistance(word.toLowerCase(), candidate.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [candidate, d];
   }
   return best === undefined ? "" : `; did you mean "${best}"?`;
@@ -1117,7 +1397,16 @@ class Checker {
   readonly findings: Finding[] = [];
   readonly #failed = new Set<string>();
 
-  constructor(readonly baseDir: string, readonly toml: boolean) {}
+  /**
+   * @param baseDir where relative paths resolve
+   * @param toml whether the document came from TOML (integers are bigints)
+   * @param configPath the config file's absolute path; undefined for a plain object
+   */
+  constructor(
+    readonly baseDir: string,
+    readonly toml: boolean,
+    readonly configPath?: string,
+  ) {}
 
   fail(path: Path, message: string, at: Finding["at"] = "value"): void {
     this.findings.push({ path, message, at });

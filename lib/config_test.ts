@@ -5,16 +5,26 @@ import {
   formatConfig,
   formatIssue,
   loadConfig,
+  MAX_CONFIG_SIZE,
   parseConfig,
   type VmConfig,
 } from "./config.ts";
+
+/** 64 bytes holding a Multiboot header (magic, flags 0, checksum) at offset 0. */
+function multibootKernel(): Uint8Array {
+  const bytes = new Uint8Array(64);
+  const dv = new DataView(bytes.buffer);
+  dv.setUint32(0, 0x1badb002, true);
+  dv.setUint32(8, -0x1badb002 >>> 0, true);
+  return bytes;
+}
 
 /** Runs `fn` with a temp dir holding guest.bin (512 bytes), kernel.elf and initrd.img. */
 async function withFiles(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "dhyve_config_test_" });
   try {
     await Deno.writeFile(`${dir}/guest.bin`, new Uint8Array(512));
-    await Deno.writeFile(`${dir}/kernel.elf`, new Uint8Array(64));
+    await Deno.writeFile(`${dir}/kernel.elf`, multibootKernel());
     await Deno.writeFile(`${dir}/initrd.img`, new Uint8Array(16));
     await fn(dir);
   } finally {
@@ -509,12 +519,12 @@ Deno.test("malformed configs: each issue names file:line:col, key path and probl
           ``,
         ].join("\n"),
         [
-          'vm.toml:5:9: boot.entry: unknown entry mode "prot33"; expected "real16", "prot32" or "long64"',
+          'vm.toml:5:9: boot.entry: unknown entry mode "prot33"; expected "real16", "prot32" or "long64"; did you mean "prot32"?',
           'vm.toml:6:1: boot.kernel: key `kernel` does not apply to boot kind "raw"',
           'vm.toml:8:8: memory.size: invalid size "1.3K": not a whole number of bytes',
           "vm.toml:10:9: cpu.cores: cores must be at least 1",
           "vm.toml:12:8: pci[0].slot: slot 0 is the host bridge; use a slot from 1 to 30",
-          'vm.toml:13:8: pci[0].type: unknown pci device type "testdve"; known: "testdev"',
+          'vm.toml:13:8: pci[0].type: unknown pci device type "testdve"; known: "testdev"; did you mean "testdev"?',
           "vm.toml:15:17: rtc.use_localtime: expected a boolean, got a string",
           'vm.toml:16:1: rtc.use_localtim: unknown key `use_localtim` in [rtc]; did you mean "use_localtime"?',
         ],
@@ -581,4 +591,392 @@ pci[1].type=testdev
 `,
     );
   });
+});
+
+Deno.test("a console file may not be an input of the VM: the console truncates it", async () => {
+  await withFiles(async (dir) => {
+    const image = `[boot]\nimage = "${dir}/guest.bin"\naddress = 0x100000\nentry = "prot32"\n`;
+    await assertIssues(`${image}[console]\ncom1 = { file = "${dir}/guest.bin" }\n`, [
+      `vm.toml:6:17: console.com1.file: ${dir}/guest.bin is the boot image (boot.image); the console would truncate it`,
+    ]);
+    // Through a symbolic link and a path that is only lexically different.
+    await Deno.symlink(`${dir}/initrd.img`, `${dir}/initrd-link`);
+    await assertIssues(
+      [
+        `[boot]`,
+        `kernel = "kernel.elf"`,
+        `modules = [{ path = "initrd.img" }]`,
+        `[console]`,
+        `com1 = { file = "initrd-link" }`,
+        `com2 = { file = "sub/../kernel.elf" }`,
+        ``,
+      ].join("\n"),
+      [
+        `${dir}/vm.toml:5:17: console.com1.file: "initrd-link" (${dir}/initrd-link) is a module (boot.modules[0].path); the console would truncate it`,
+        `${dir}/vm.toml:6:17: console.com2.file: "sub/../kernel.elf" (${dir}/kernel.elf) is the kernel (boot.kernel); the console would truncate it`,
+      ],
+      `${dir}/vm.toml`,
+    );
+    // The config file itself.
+    const self = `[boot]\nkind = "probe"\n[console]\ncom1 = { file = "self.toml" }\n`;
+    await Deno.writeTextFile(`${dir}/self.toml`, self);
+    await assert.rejects(() => loadConfig(`${dir}/self.toml`), {
+      name: "ConfigError",
+      message:
+        `${dir}/self.toml:4:17: console.com1.file: "self.toml" (${dir}/self.toml) is the config file itself; the console would truncate it`,
+    });
+    assert.equal(await Deno.readTextFile(`${dir}/self.toml`), self);
+    assert.throws(
+      () =>
+        configFromObject(
+          { boot: { kind: "probe" }, console: { com1: { file: "x.toml" } } },
+          `${dir}/x.toml`,
+        ),
+      {
+        message:
+          `${dir}/x.toml: console.com1.file: "x.toml" (${dir}/x.toml) is the config file itself; the console would truncate it`,
+      },
+    );
+    // com1 and com2 on one file (here through a link) would overwrite each other.
+    await Deno.writeTextFile(`${dir}/out.log`, "");
+    await Deno.symlink(`${dir}/out.log`, `${dir}/out-link.log`);
+    await assertIssues(
+      `[boot]\nkind = "probe"\n[console]\ncom1 = { file = "out.log" }\ncom2 = { file = "out-link.log" }\n`,
+      [`${dir}/vm.toml:5:17: console.com2.file: com1 already writes to ${dir}/out.log`],
+      `${dir}/vm.toml`,
+    );
+    // Files that are no input are fine, existing or not.
+    const ok = await parseConfig(
+      `${image}[console]\ncom1 = { file = "serial.log" }\ncom2 = { file = "/dev/null" }\n`,
+      `${dir}/vm.toml`,
+    );
+    assert.deepEqual(ok.console, {
+      com1: { kind: "file", path: `${dir}/serial.log` },
+      com2: { kind: "file", path: "/dev/null" },
+    });
+  });
+});
+
+Deno.test("a console file must be a path to a file in an existing directory", async () => {
+  await withFiles(async (dir) => {
+    const toml = (file: string) =>
+      `[boot]\nkind = "probe"\n[console]\ncom1 = { file = "${file}" }\n`;
+    const cases: [string, string][] = [
+      ["", "path must not be empty"],
+      [dir, `${dir} is a directory`],
+      [".", `"." (${dir}) is a directory`],
+      [`${dir}/guest.bin/serial.log`, `${dir}/guest.bin is not a directory`],
+      [`${dir}/guest.bin/a/b/serial.log`, `${dir}/guest.bin is not a directory`],
+      [`${dir}/nope/deeper/serial.log`, `directory ${dir}/nope/deeper does not exist`],
+    ];
+    for (const [file, message] of cases) {
+      await assertIssues(
+        toml(file),
+        [`${dir}/vm.toml:4:17: console.com1.file: ${message}`],
+        `${dir}/vm.toml`,
+      );
+    }
+  });
+});
+
+/** `[[pci]]` entries for functions 0..n-1 of each of `slots`. */
+function pciFunctions(slots: readonly [slot: number, functions: number][]): string {
+  return slots.flatMap(([slot, n]) =>
+    Array.from(
+      { length: n },
+      (_, fn) => `[[pci]]\nslot = ${slot}\nfunction = ${fn}\ntype = "testdev"\n`,
+    )
+  ).join("");
+}
+
+Deno.test("PCI functions beyond what the INTx pins carry (31 sources per IOAPIC pin) are refused", async () => {
+  const probe = `[boot]\nkind = "probe"\n`;
+  const full = Array.from({ length: 15 }, (_, i) => [i + 1, 8] as [number, number]);
+  // 124 functions: 15 full slots and INTA-INTD of slot 16, 31 on each of pins 16-19.
+  const ok = await parseConfig(probe + pciFunctions([...full, [16, 4]]), "vm.toml");
+  assert.equal(ok.pci.length, 124);
+  // The 125th function shares INTA of slot 16, routed to pin 16 like every INTA.
+  await assertIssues(probe + pciFunctions([...full, [16, 5]]), [
+    "vm.toml:3:1: pci: 125 functions are too many for the PCI interrupt pins: IOAPIC pin 16 would carry the INTx of 32 functions, and a pin takes at most 31 (INTx is spread over pins 16-19 by slot and pin INTA-INTD)",
+  ]);
+  // The limit is per pin, so fewer functions may be too many: with 5 functions
+  // per slot, INTA of every slot carries two functions and lands on pin 16.
+  const five = Array.from({ length: 16 }, (_, i) => [i + 1, 5] as [number, number]);
+  await assertIssues(probe + pciFunctions(five), [
+    "vm.toml:3:1: pci: 80 functions are too many for the PCI interrupt pins: IOAPIC pin 16 would carry the INTx of 32 functions, and a pin takes at most 31 (INTx is spread over pins 16-19 by slot and pin INTA-INTD)",
+  ]);
+});
+
+Deno.test("raw images the entry mode cannot reach are refused", async () => {
+  await withFiles(async (dir) => {
+    const raw = (lines: string) => `[boot]\nimage = "${dir}/guest.bin"\n${lines}`;
+    const high = (entry: string) =>
+      `[memory]\nsize = "5G"\n${raw(`address = 0x100000000\nentry = "${entry}"\n`)}`;
+    const cases: [string, string, string[]][] = [
+      [
+        "real16 above 1 MiB",
+        raw(`address = 0x100000\nentry = "real16"\n`),
+        [
+          'vm.toml:3:11: boot.address: real-mode entry point 0x100000 is not below 1 MiB (0x100000), the most "real16" can reach',
+        ],
+      ],
+      [
+        "real16 with an entry point above 1 MiB",
+        raw(`address = 0x100000\nentry = "real16"\nentry_point = 0x100010\n`),
+        [
+          'vm.toml:5:15: boot.entry_point: real-mode entry point 0x100010 is not below 1 MiB (0x100000), the most "real16" can reach',
+        ],
+      ],
+      [
+        "prot32 above 4 GiB",
+        high("prot32"),
+        [
+          'vm.toml:5:11: boot.address: image [0x100000000, 0x100000200) lies above 4 GiB, out of reach: "prot32" enters with paging off and 32-bit addresses',
+        ],
+      ],
+      [
+        "long64 above 4 GiB",
+        high("long64"),
+        [
+          'vm.toml:5:11: boot.address: image [0x100000000, 0x100000200) lies above 4 GiB, out of reach: "long64" identity-maps only the first 4 GiB',
+        ],
+      ],
+      [
+        "prot32 over the zero page",
+        raw(`address = 0x7e00\nentry = "prot32"\n`),
+        [
+          'vm.toml:3:11: boot.address: image [0x7e00, 0x8000) overlaps the zero page [0x7000, 0x8000) that "prot32" entry writes; load it at 0x8000 or above',
+        ],
+      ],
+      [
+        "long64 over the zero page",
+        raw(`address = 0x6f00\nentry = "long64"\nentry_point = 0x6f00\n`),
+        [
+          'vm.toml:3:11: boot.address: image [0x6f00, 0x7100) overlaps the zero page [0x7000, 0x8000) that "long64" entry writes; load it at 0x8000 or above',
+        ],
+      ],
+    ];
+    for (const [name, toml, expected] of cases) {
+      await assertIssues(toml, expected).catch((e) => {
+        throw new Error(`case "${name}": ${e.message}`);
+      });
+    }
+    // What each mode can reach is fine: real16 over 0x7000 (no zero page),
+    // prot32 right after the zero page, long64 up to 4 GiB.
+    for (const [address, entry] of [[0x7000, "real16"], [0x8000, "prot32"], [0x9fe00, "long64"]]) {
+      const config = await parseConfig(
+        raw(`address = ${address}\nentry = "${entry}"\n`),
+        "vm.toml",
+      );
+      assert.equal(config.boot.kind === "raw" && config.boot.address, address);
+    }
+  });
+});
+
+Deno.test("loadConfig reads only regular files up to 1 MiB", async () => {
+  await withFiles(async (dir) => {
+    await assert.rejects(() => loadConfig("/dev/zero"), {
+      name: "ConfigError",
+      message: "/dev/zero: cannot read config file: not a regular file (a character device)",
+    });
+    await assert.rejects(() => loadConfig(dir), {
+      name: "ConfigError",
+      message: `${dir}: cannot read config file: not a regular file (a directory)`,
+    });
+    // A FIFO is refused before it is opened (opening it would wait for a writer).
+    const mkfifo = await new Deno.Command("mkfifo", { args: [`${dir}/fifo.toml`] }).output();
+    assert.ok(mkfifo.success, "mkfifo failed");
+    await assert.rejects(() => loadConfig(`${dir}/fifo.toml`), {
+      name: "ConfigError",
+      message: `${dir}/fifo.toml: cannot read config file: not a regular file (a FIFO)`,
+    });
+    // At most MAX_CONFIG_SIZE bytes.
+    assert.equal(MAX_CONFIG_SIZE, 1024 * 1024);
+    const body = `[boot]\nkind = "probe"\n`;
+    await Deno.writeTextFile(`${dir}/max.toml`, body.padEnd(MAX_CONFIG_SIZE, "\n"));
+    assert.equal((await loadConfig(`${dir}/max.toml`)).boot.kind, "probe");
+    await Deno.writeTextFile(`${dir}/big.toml`, body.padEnd(MAX_CONFIG_SIZE + 1, "\n"));
+    await assert.rejects(() => loadConfig(`${dir}/big.toml`), {
+      name: "ConfigError",
+      message: `${dir}/big.toml: config file is 1048577 bytes; the limit is 1 MiB`,
+    });
+  });
+});
+
+Deno.test("loadConfig refuses invalid UTF-8, naming line, column and byte offset", async () => {
+  await withFiles(async (dir) => {
+    const bytes = (...parts: (string | number[])[]) =>
+      new Uint8Array(
+        parts.flatMap((p) => typeof p === "string" ? [...new TextEncoder().encode(p)] : p),
+      );
+    const cases: [Uint8Array, string][] = [
+      [
+        bytes(`[vm]\nname = "x`, [0xff], `y"\n[boot]\nkind = "probe"\n`),
+        "2:10: invalid UTF-8 at byte offset 14 (a TOML file must be UTF-8)",
+      ],
+      // The column counts characters: "é" is two bytes, one column.
+      [
+        bytes(`[boot]\nkind = "probe"\n[vm]\nname = "é`, [0xc3, 0x28], `"\n`),
+        "4:10: invalid UTF-8 at byte offset 37 (a TOML file must be UTF-8)",
+      ],
+      // A UTF-16 surrogate (U+D800) encoded as UTF-8.
+      [
+        bytes([0xed, 0xa0, 0x80]),
+        "1:1: invalid UTF-8 at byte offset 0 (a TOML file must be UTF-8)",
+      ],
+      // A sequence cut short by the end of the file.
+      [
+        bytes(`# €`, [0xe2, 0x82]),
+        "1:4: invalid UTF-8 at byte offset 5 (a TOML file must be UTF-8)",
+      ],
+    ];
+    for (const [content, expected] of cases) {
+      await Deno.writeFile(`${dir}/bad.toml`, content);
+      await assert.rejects(() => loadConfig(`${dir}/bad.toml`), {
+        name: "ConfigError",
+        message: `${dir}/bad.toml:${expected}`,
+      });
+    }
+  });
+});
+
+Deno.test("a NUL character in a command line is refused (the guest's string would end there)", async () => {
+  await withFiles(async (dir) => {
+    const modules = `modules = [{ path = "${dir}/initrd.img", cmdline = `;
+    await assertIssues(
+      `[boot]\nkernel = "${dir}/kernel.elf"\ncmdline = "a\\u0000b"\n${modules}"x\\u0000" }]\n`,
+      [
+        "vm.toml:3:11: boot.cmdline: command line must not contain a NUL character (\\u0000)",
+        `vm.toml:4:${
+          modules.length + 1
+        }: boot.modules[0].cmdline: command line must not contain a NUL character (\\u0000)`,
+      ],
+    );
+    assert.throws(
+      () => configFromObject({ boot: { kernel: `${dir}/kernel.elf`, cmdline: "a\0b" } }),
+      {
+        message: "<object>: boot.cmdline: command line must not contain a NUL character (\\u0000)",
+      },
+    );
+  });
+});
+
+Deno.test("a multiboot kernel must not be empty and must have a multiboot header in its first 8 KiB", async () => {
+  await withFiles(async (dir) => {
+    await Deno.writeFile(`${dir}/empty.elf`, new Uint8Array(0));
+    await assertIssues(`[boot]\nkernel = "${dir}/empty.elf"\n`, [
+      `vm.toml:2:10: boot.kernel: ${dir}/empty.elf is empty`,
+    ]);
+    await assertIssues(`[boot]\nkernel = "${dir}/guest.bin"\n`, [
+      `vm.toml:2:10: boot.kernel: ${dir}/guest.bin has no multiboot header in the first 8 KiB`,
+    ]);
+    // The last place a header may start (it must end within 8 KiB), and one past it.
+    const at = (offset: number) => {
+      const bytes = new Uint8Array(9000);
+      bytes.set(multibootKernel().subarray(0, 12), offset);
+      return bytes;
+    };
+    await Deno.writeFile(`${dir}/late.elf`, at(8180));
+    assert.equal(
+      (await parseConfig(`[boot]\nkernel = "${dir}/late.elf"\n`, "vm.toml")).boot.kind,
+      "multiboot",
+    );
+    await Deno.writeFile(`${dir}/late.elf`, at(8184));
+    await assertIssues(`[boot]\nkernel = "${dir}/late.elf"\n`, [
+      `vm.toml:2:10: boot.kernel: ${dir}/late.elf has no multiboot header in the first 8 KiB`,
+    ]);
+  });
+});
+
+Deno.test("unknown names get a hint when close, ignoring case", async () => {
+  await withFiles(async (dir) => {
+    const cases: [string, string][] = [
+      [
+        `[boot]\nkind = "Probe"\n`,
+        'vm.toml:2:8: boot.kind: unknown boot kind "Probe"; expected "probe", "raw" or "multiboot"; did you mean "probe"?',
+      ],
+      [
+        `[boot]\nkind = "MULTIBOOT"\n`,
+        'vm.toml:2:8: boot.kind: unknown boot kind "MULTIBOOT"; expected "probe", "raw" or "multiboot"; did you mean "multiboot"?',
+      ],
+      [
+        `[boot]\nimage = "${dir}/guest.bin"\naddress = 0x8000\nentry = "Real16"\n`,
+        'vm.toml:4:9: boot.entry: unknown entry mode "Real16"; expected "real16", "prot32" or "long64"; did you mean "real16"?',
+      ],
+      [
+        `[boot]\nkind = "probe"\n[[device]]\ntype = "debug_exit"\n`,
+        'vm.toml:4:8: device[0].type: unknown device type "debug_exit"; known: "debug-exit"; did you mean "debug-exit"?',
+      ],
+      [
+        `[boot]\nkind = "probe"\n[[pci]]\nslot = 3\ntype = "TestDev"\n`,
+        'vm.toml:5:8: pci[0].type: unknown pci device type "TestDev"; known: "testdev"; did you mean "testdev"?',
+      ],
+      [
+        `[boot]\nkind = "probe"\n[console]\ncom1 = "STDIO"\n`,
+        'vm.toml:4:8: console.com1: unknown console "STDIO"; expected "stdio", "none" or { file = "path" }; did you mean "stdio"?',
+      ],
+      [
+        `[boot]\nkind = "probe"\n[vm]\non_reset = "Restart"\n`,
+        'vm.toml:4:12: vm.on_reset: unknown reset action "Restart"; known: "exit" or "restart"; did you mean "restart"?',
+      ],
+      [
+        `[boot]\nkind = "probe"\n[memory]\nLOWMEM_LIMIT = "2G"\n`,
+        'vm.toml:4:1: memory.LOWMEM_LIMIT: unknown key `LOWMEM_LIMIT` in [memory]; did you mean "lowmem_limit"?',
+      ],
+      // Nothing close: no hint.
+      [
+        `[boot]\nkind = "bios"\n`,
+        'vm.toml:2:8: boot.kind: unknown boot kind "bios"; expected "probe", "raw" or "multiboot"',
+      ],
+    ];
+    for (const [toml, expected] of cases) await assertIssues(toml, [expected]);
+  });
+});
+
+Deno.test('a COM port set to "none" frees its ports for [[device]] entries', async () => {
+  await withFiles(async (dir) => {
+    const device = (port: number) => `[[device]]\ntype = "debug-exit"\nport = ${port}\n`;
+    // com2 defaults to "none"; com1 may be set to it.
+    const a = await parseConfig(`[boot]\nkind = "probe"\n${device(0x2f8)}`, "vm.toml");
+    assert.deepEqual(a.devices, [{ type: "debug-exit", port: 0x2f8, size: 4 }]);
+    const b = await parseConfig(
+      `[boot]\nkind = "probe"\n[console]\ncom1 = "none"\ncom2 = "stdio"\n${device(0x3f8)}`,
+      "vm.toml",
+    );
+    assert.deepEqual(b.devices, [{ type: "debug-exit", port: 0x3f8, size: 4 }]);
+    // An enabled port keeps its range.
+    await assertIssues(
+      `[boot]\nkind = "probe"\n[console]\ncom2 = { file = "${dir}/com2.log" }\n${device(0x2fc)}`,
+      ["vm.toml:7:8: device[0].port: ports 0x2fc-0x2ff overlap the platform's com2 ports 0x2f8-0x2ff"],
+    );
+    await assertIssues(
+      `[boot]\nkind = "probe"\n[console]\ncom1 = { file = "${dir}/com1.log" }\n${device(0x3f8)}`,
+      ["vm.toml:7:8: device[0].port: ports 0x3f8-0x3fb overlap the platform's com1 ports 0x3f8-0x3ff"],
+    );
+  });
+});
+
+Deno.test("PCI functions are kept in bus order (slot, then function), whatever the file order", async () => {
+  const pci = (slot: number, fn: number) =>
+    `[[pci]]\nslot = ${slot}\nfunction = ${fn}\ntype = "testdev"\n`;
+  const config = await parseConfig(
+    `[boot]\nkind = "probe"\n${pci(5, 0)}${pci(3, 7)}${pci(3, 0)}${pci(3, 2)}`,
+    "vm.toml",
+  );
+  assert.deepEqual(config.pci.map((p) => [p.slot, p.function]), [[3, 0], [3, 2], [3, 7], [5, 0]]);
+  const lines = formatConfig(config).split("\n").filter((l) => l.startsWith("pci["));
+  assert.deepEqual(lines, [
+    "pci[0].slot=3",
+    "pci[0].function=0",
+    "pci[0].type=testdev",
+    "pci[1].slot=3",
+    "pci[1].function=2",
+    "pci[1].type=testdev",
+    "pci[2].slot=3",
+    "pci[2].function=7",
+    "pci[2].type=testdev",
+    "pci[3].slot=5",
+    "pci[3].function=0",
+    "pci[3].type=testdev",
+  ]);
 });

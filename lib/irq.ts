@@ -41,6 +41,12 @@ export const IOAPIC_ONLY_GSI_BASE = 40;
 /** Device-facing GSIs: 0-23 (PC numbering) and the PIC-only ones. */
 export const GSI_COUNT = PIC_ONLY_GSI_BASE + 16;
 
+/**
+ * The most interrupt sources that may drive one controller pin: each source
+ * takes one bit of the pin's Int32 mask, from bit 0 to bit 30.
+ */
+export const MAX_PIN_SOURCES = 31;
+
 /** Controller pins dhyve drives: 8259 IRQs 0-15, then IOAPIC pins 0-23. */
 const PIN_COUNT = 16 + IOAPIC_PINS;
 const picPin = (irq: number) => irq;
@@ -139,7 +145,9 @@ export class IrqLineTable {
     return (gsi: number): IrqLine => {
       const pins = pinsOf(gsi).map((pin) => {
         const k = next.get(pin) ?? 0;
-        if (k >= 31) throw new Error(`GSI ${gsi}: too many interrupt sources on one pin`);
+        if (k >= MAX_PIN_SOURCES) {
+          throw new Error(`GSI ${gsi}: too many interrupt sources on one pin`);
+        }
         next.set(pin, k + 1);
         return { pin, bit: 1 << k, gsi: driverGsi(pin) };
       });

@@ -15,6 +15,16 @@ export interface FixedPorts {
   readonly length: number;
   /** Who serves it: dhyve in user space, or KVM's in-kernel models. */
   readonly owner: "dhyve" | "kvm";
+  /** Present only when this COM port is enabled (a port set to "none" does not exist). */
+  readonly onlyWith?: "com1" | "com2";
+}
+
+/** Which of the platform's optional devices a machine has. */
+export interface PlatformDevices {
+  /** COM1 exists (its console is not "none"). */
+  readonly com1: boolean;
+  /** COM2 exists (its console is not "none"). */
+  readonly com2: boolean;
 }
 
 /** Port numbers. */
@@ -70,8 +80,21 @@ export const IRQ = Object.freeze({
 });
 
 /**
+ * The ISA IRQs the platform's own ISA devices use (the COM ports, whether
+ * enabled or not, the SCI and the mouse), which PCI PIRQ links stay off
+ * (the `isaReserved` of lib/pci_routing.ts routeIntx).
+ */
+export const ISA_RESERVED_IRQS: readonly number[] = Object.freeze([
+  IRQ.com1,
+  IRQ.com2,
+  IRQ.sci,
+  IRQ.mouse,
+]);
+
+/**
  * Every fixed port range of the platform. Devices from the config may not
- * overlap any of these.
+ * overlap any of these that exist: a COM port's range exists only while the
+ * port is enabled (`onlyWith`).
  */
 export const FIXED_PORTS: readonly FixedPorts[] = Object.freeze([
   { name: "pic-master", base: PORT.picMaster, length: 2, owner: "kvm" },
@@ -83,8 +106,8 @@ export const FIXED_PORTS: readonly FixedPorts[] = Object.freeze([
   { name: "rtc-extended", base: PORT.rtc + 2, length: 2, owner: "dhyve" },
   { name: "post", base: PORT.post, length: 1, owner: "dhyve" },
   { name: "pic-slave", base: PORT.picSlave, length: 2, owner: "kvm" },
-  { name: "com2", base: PORT.com2, length: 8, owner: "dhyve" },
-  { name: "com1", base: PORT.com1, length: 8, owner: "dhyve" },
+  { name: "com2", base: PORT.com2, length: 8, owner: "dhyve", onlyWith: "com2" },
+  { name: "com1", base: PORT.com1, length: 8, owner: "dhyve", onlyWith: "com1" },
   { name: "pm1a-event", base: PORT.pm1aEvent, length: 4, owner: "dhyve" },
   { name: "pm1a-control", base: PORT.pm1aControl, length: 2, owner: "dhyve" },
   { name: "pm-timer", base: PORT.pmTimer, length: 4, owner: "dhyve" },
@@ -96,7 +119,17 @@ export const FIXED_PORTS: readonly FixedPorts[] = Object.freeze([
   { name: "pci-config-data", base: PORT.pciConfigData, length: 4, owner: "dhyve" },
 ]);
 
-/** The fixed range that overlaps [base, base+length), if any. */
-export function fixedPortConflict(base: number, length: number): FixedPorts | undefined {
-  return FIXED_PORTS.find((f) => base < f.base + f.length && f.base < base + length);
+/**
+ * The fixed range that overlaps [base, base+length), if any, on a machine
+ * with the optional devices `present` (by default: all of them).
+ */
+export function fixedPortConflict(
+  base: number,
+  length: number,
+  present: PlatformDevices = { com1: true, com2: true },
+): FixedPorts | undefined {
+  return FIXED_PORTS.find((f) =>
+    (f.onlyWith === undefined || present[f.onlyWith]) &&
+    base < f.base + f.length && f.base < base + length
+  );
 }

@@ -10,7 +10,7 @@ import { cpuPlaces } from "../../cpu/topology.ts";
 import type { VmConfig } from "../config.ts";
 import { computeLayout, FIRMWARE, type MemoryLayout, MMIO } from "../layout.ts";
 import { type IntxRoute, type PciRouting, pirqPossibleIrqs, routeIntx } from "../pci_routing.ts";
-import { IRQ, PORT } from "../platform.ts";
+import { IRQ, ISA_RESERVED_IRQS, PORT } from "../platform.ts";
 import {
   HPET_MIN_PERIOD_TICKS,
   HPET_REVISION,
@@ -138,14 +138,12 @@ export function describePlatform(config: VmConfig): FirmwarePlatform {
   const serial: FirmwareSerial[] = [];
   if (config.console.com1.kind !== "none") serial.push({ uid: 1, port: PORT.com1, irq: IRQ.com1 });
   if (config.console.com2.kind !== "none") serial.push({ uid: 2, port: PORT.com2, irq: IRQ.com2 });
-  // ISA IRQs the platform's own ISA devices use; PIRQs stay off them.
-  const isaReserved = [IRQ.com1, IRQ.com2, IRQ.sci, IRQ.mouse];
   const userFunctions = config.pci.map((p) => ({
     slot: p.slot,
     function: p.function,
     model: p.type,
   }));
-  const routing = routeIntx(userFunctions, isaReserved);
+  const routing = routeIntx(userFunctions, ISA_RESERVED_IRQS);
   const pciFunctions: FirmwarePciFunction[] = [
     { slot: HOSTBRIDGE_SLOT, function: 0, model: "hostbridge" },
     ...userFunctions.map((f) => ({
@@ -196,7 +194,7 @@ export function describePlatform(config: VmConfig): FirmwarePlatform {
     },
     pciFunctions,
     routing,
-    pirqPossibleIrqs: pirqPossibleIrqs(isaReserved),
+    pirqPossibleIrqs: pirqPossibleIrqs(ISA_RESERVED_IRQS),
     serial,
     rtc: { port: PORT.rtc, irq: IRQ.rtc },
     tablesRegion: { start: FIRMWARE.tables, end: FIRMWARE.tablesEnd },
