@@ -16,7 +16,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { getLogger, type LogLevel } from "@logtape/logtape";
-import { ConfigError, formatConfig, loadConfig, type VmConfig } from "./lib/config.ts";
+import { ConfigError, formatConfig, loadConfig, sameFile, type VmConfig } from "./lib/config.ts";
 import { setupLogging } from "./lib/log.ts";
 
 /** Usage and config errors. */
@@ -52,6 +52,20 @@ function nonEmptyPath(value: string): string {
   return value;
 }
 
+/** Which input of the VM (config file, image, kernel, module) `file` is, or undefined. */
+function inputNamed(config: VmConfig, configPath: string, file: string): string | undefined {
+  const cwd = Deno.cwd();
+  const abs = (p: string) => (p.startsWith("/") ? p : `${cwd}/${p}`);
+  const inputs: [string, string][] = [[abs(configPath), "the config file"]];
+  const b = config.boot;
+  if (b.kind === "raw") inputs.push([b.image, "the boot image"]);
+  if (b.kind === "multiboot") {
+    inputs.push([b.kernel, "the kernel"]);
+    for (const m of b.modules) inputs.push([m.path, "a module"]);
+  }
+  return inputs.find(([p]) => sameFile(abs(file), p))?.[1];
+}
+
 async function readConfig(path: string): Promise<VmConfig> {
   try {
     return await loadConfig(path);
@@ -79,6 +93,10 @@ async function up(
   // report from an earlier run is never taken for this run's.
   let report: Deno.FsFile | undefined;
   if (opts.report !== undefined) {
+    const clash = inputNamed(config, path, opts.report);
+    if (clash) {
+      fail(`--report ${opts.report} is ${clash}; the report would overwrite it`, EXIT_USAGE);
+    }
     try {
       report = await Deno.open(opts.report, { write: true, create: true, truncate: true });
     } catch (e) {

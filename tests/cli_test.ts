@@ -147,6 +147,30 @@ Deno.test("up --report to a path it cannot write is a usage error with status 2,
   }
 });
 
+Deno.test("up --report naming the config file or the boot image is refused, and both stay whole", async () => {
+  const s = await Scratch.create();
+  try {
+    const toml = await s.flatVm("rm/hello");
+    const image = `${s.dir}/guest.bin`;
+    const before = [await Deno.readFile(toml), await Deno.readFile(image)];
+    const a = await dhyve(["up", "--report", toml, toml]);
+    assert.equal(a.code, 2, a.stderr);
+    assert.equal(
+      a.stderr,
+      `dhyve: --report ${toml} is the config file; the report would overwrite it\n`,
+    );
+    const b = await dhyve(["up", "--report", image, toml]);
+    assert.equal(b.code, 2, b.stderr);
+    assert.equal(
+      b.stderr,
+      `dhyve: --report ${image} is the boot image; the report would overwrite it\n`,
+    );
+    assert.deepEqual([await Deno.readFile(toml), await Deno.readFile(image)], before);
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("up --report replaces what the file held with the whole report", async () => {
   const s = await Scratch.create();
   try {
