@@ -70,7 +70,7 @@ void hpet_report(void)
 	wr32(base + HPET_TN_CMP(tn) + 4, (u32)(cmp >> 32));
 	irq_seen[0] = 0;
 	wr32(base + HPET_TN_CONF(tn), tconf | pin << 9 | TN_INT_ENB);
-	int ok = wait_irq(IRQ_VECTOR, TICKS_MS(500));
+	int ok = wait_irq(IRQ_VECTOR, TICKS_MS(IRQ_WAIT_MS));
 	wr32(base + HPET_TN_CONF(tn), tconf);
 	ioapic_write(0x10 + 2 * pin, 1u << 16 | IRQ_VECTOR); /* mask */
 	if (ok)

@@ -149,7 +149,7 @@ void msi_check(void)
 	cfg_write16(bdf, cap + 2, (ctl & ~0x70u) | 1);     /* one message, MSI enable */
 	irq_seen[1] = 0;
 	wr32(bar + TESTDEV_SEND, TESTDEV_SEND_VALUE);
-	if (wait_irq(0x41, TICKS_MS(500)))
+	if (wait_irq(0x41, TICKS_MS(IRQ_WAIT_MS)))
 		check("msi", CHECK_OK, 0);
 	else
 		check("msi", CHECK_FAIL, "no interrupt (sent=%u)", rd32(bar + 0x10));
@@ -213,7 +213,7 @@ void intx_check(void)
 	int ok = 0;
 	if (!leaked && masked == 1) {
 		cfg_write16(bdf, 0x04, (cmd | 1 << 1) & ~CMD_INTX_DISABLE);
-		ok = wait_irq(INTX_VECTOR, TICKS_MS(500));
+		ok = wait_irq(INTX_VECTOR, TICKS_MS(IRQ_WAIT_MS));
 	}
 	intx_ack();
 	ioapic_write(0x10 + 2 * intin, 1u << 16 | 1u << 15 | 1u << 13 | INTX_VECTOR); /* mask */

@@ -58,6 +58,11 @@ void sort_u32(u32 *v, u32 n);
 
 #define PIT_HZ 1193182u
 #define TICKS_MS(ms) ((ms) * 1193u)
+/* How long a check waits for an interrupt, and for the APs to arrive. Only
+ * a failing check waits this long; they are generous because a loaded host
+ * (hundreds of vCPU threads on two cores) can keep a vCPU off a CPU. */
+#define IRQ_WAIT_MS 2000u
+#define AP_WAIT_MS 5000u
 #define TICKS_US(us) ((us) * 1193u / 1000u)
 void pit_init(void);
 u32 pit_now(void); /* PIT ticks since pit_init; call at least every 50 ms */

@@ -142,14 +142,14 @@ void smp_start(u32 expected)
 	delay_ticks(TICKS_US(200));
 	lapic_ipi(ICR_SIPI_ALL);
 
-	/* expected known: until all have arrived (1 s max); unknown: until none
-	 * new for 100 ms (1 s max) */
+	/* expected known: until all have arrived (AP_WAIT_MS max); unknown:
+	 * until none new for 100 ms (1 s max) */
 	u32 t0 = pit_now(), last = t0, seen = 0;
 	for (;;) {
 		u32 now = pit_now(), a = ap_arrived;
 		if (expected && a >= expected - 1)
 			break;
-		if (now - t0 > TICKS_MS(1000))
+		if (now - t0 > TICKS_MS(expected ? AP_WAIT_MS : 1000))
 			break;
 		if (a != seen) {
 			seen = a;
