@@ -436,15 +436,22 @@ export class Machine {
    */
   async #handOverHeldOutput(deadline: number): Promise<boolean> {
     const devices = (this.#instance?.devices.devices ?? []).filter((d) => d.outputHeld);
+    const lock = this.control.lock;
     for (;;) {
-      const held = await this.control.lock.withAsync(() => {
-        let n = 0;
-        for (const d of devices) {
-          d.onOutputReady?.();
-          n += d.outputHeld!();
+      // Never wait for the lock past the deadline: a thread that did not
+      // stop may hold it for good.
+      let held = -1;
+      if (lock.tryAcquire()) {
+        try {
+          held = 0;
+          for (const d of devices) {
+            d.onOutputReady?.();
+            held += d.outputHeld!();
+          }
+        } finally {
+          lock.release();
         }
-        return n;
-      });
+      }
       if (held === 0) return true;
       if (Date.now() >= deadline) return false;
       await new Promise((r) => setTimeout(r, 5));

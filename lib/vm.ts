@@ -203,7 +203,14 @@ export class Vm {
     const resumes = this.#resumes;
     // Not before every vCPU was told to run: that request would undo the pause.
     await this.#starting;
-    return await this.#pauseAll(() => this.#resumes === resumes && !this.#closed);
+    const paused = await this.#pauseAll(() => this.#resumes === resumes && !this.#closed);
+    if (!paused && this.#resumes === resumes) {
+      // A pause that failed leaves no host pause behind: those vCPUs it did
+      // stop run again, and the halt check watches the guest as before.
+      this.#hostPaused = false;
+      this.#resumeAll();
+    }
+    return paused;
   }
 
   /** Resumes vCPUs paused by {@linkcode Vm.pause}; a pause still under way gives up. */
@@ -319,6 +326,7 @@ export class Vm {
           log.info("{cause}: restarting the VM", { cause: req.message ?? "reset" });
           await this.machine.reset();
           this.#bindWorkers();
+          this.#finalStats = undefined;
           await (this.#starting = this.#startVcpus());
           continue;
         }

@@ -122,6 +122,78 @@ Deno.test("a resume that comes while a pause is under way wins: the guest runs o
   }
 });
 
+Deno.test("a pause that fails (during a reboot in place) leaves no host pause: the halt rule still ends the VM", async () => {
+  const s = await Scratch.create();
+  try {
+    const config = await rawConfig(s, "rm/reset_then_halt", {
+      cpu: { cpus: 1 },
+      vm: { on_reset: "restart" },
+      console: { com1: "none" },
+    });
+    await using vm = await Vm.create(config);
+    await vm.start();
+    const exit = vm.wait();
+    // A host that pauses and resumes now and then, until a pause fails: one
+    // that comes while a reset rebuilds the VM returns false.
+    let failed = 0;
+    for (const t0 = Date.now(); Date.now() - t0 < 10_000 && failed === 0;) {
+      if (await vm.pause()) vm.resume();
+      else failed++;
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    assert.ok(failed > 0, "no pause failed: the test did not hit a reset");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<string>((r) =>
+      timer = setTimeout(() => r("still running after 20 s"), 20_000)
+    );
+    const end = await Promise.race([exit.then((e) => e.kind), late]);
+    clearTimeout(timer);
+    assert.equal(end, "halt");
+    assert.equal(vm.resets, 5);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("a vCPU that never stops (stuck on the device lock) still ends the VM, with status 4 naming it", async () => {
+  const s = await Scratch.create();
+  try {
+    const image = await s.write("guest.bin", await guestBytes("rm/spew"));
+    const config = configFromObject({
+      memory: { size: "16M" },
+      boot: { kind: "raw", image, address: 0x10000, entry: "real16" },
+      console: { com1: { file: "/dev/null" }, com2: "none" },
+    }, `${s.dir}/vm.toml`);
+    const vm = await Vm.create(config, { stopTimeoutMs: 500 });
+    await vm.start();
+    while (vm.stats()[0].exits.io === 0) await new Promise((r) => setTimeout(r, 1));
+    // This thread takes the device lock and keeps it: the vCPU blocks on its
+    // next UART access, as behind a device that never returns.
+    const lock = vm.machine.control.lock;
+    while (!lock.tryAcquire()) await new Promise((r) => setTimeout(r, 1));
+    // Until the vCPU waits for it: its exit count stops moving.
+    for (let seen = -1; vm.stats()[0].exits.io !== seen;) {
+      seen = vm.stats()[0].exits.io;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    vm.requestSuspend({ kind: "poweroff", message: "test: done" });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), 20_000));
+    const exit = await Promise.race([vm.wait(), late]);
+    clearTimeout(timer);
+    lock.release();
+    assert.ok(exit, "the VM did not end within 20 s");
+    assert.equal(exit.kind, "error");
+    assert.equal(exit.status, 4);
+    assert.equal(
+      exit.message,
+      "test: done; then these threads did not stop within 500 ms: vcpu 0 (running)",
+    );
+  } finally {
+    await s.close();
+  }
+});
+
 Deno.test("a host pause holds while the VM waits: the halt check does not resume it", async () => {
   const s = await Scratch.create();
   try {
