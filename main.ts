@@ -16,7 +16,14 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { getLogger, type LogLevel } from "@logtape/logtape";
-import { ConfigError, formatConfig, loadConfig, sameFile, type VmConfig } from "./lib/config.ts";
+import {
+  bootInputs,
+  ConfigError,
+  formatConfig,
+  loadConfig,
+  sameFile,
+  type VmConfig,
+} from "./lib/config.ts";
 import { setupLogging } from "./lib/log.ts";
 
 /** Usage and config errors. */
@@ -52,18 +59,17 @@ function nonEmptyPath(value: string): string {
   return value;
 }
 
-/** Which input of the VM (config file, image, kernel, module) `file` is, or undefined. */
-function inputNamed(config: VmConfig, configPath: string, file: string): string | undefined {
-  const cwd = Deno.cwd();
-  const abs = (p: string) => (p.startsWith("/") ? p : `${cwd}/${p}`);
-  const inputs: [string, string][] = [[abs(configPath), "the config file"]];
-  const b = config.boot;
-  if (b.kind === "raw") inputs.push([b.image, "the boot image"]);
-  if (b.kind === "multiboot") {
-    inputs.push([b.kernel, "the kernel"]);
-    for (const m of b.modules) inputs.push([m.path, "a module"]);
+/**
+ * Which file of the VM `file` is (the config, a boot input, a console
+ * output), or undefined: the report must not overwrite any of them.
+ */
+function vmFileNamed(config: VmConfig, configPath: string, file: string): string | undefined {
+  const abs = (p: string) => (p.startsWith("/") ? p : `${Deno.cwd()}/${p}`);
+  const files = [{ path: abs(configPath), what: "the config file" }, ...bootInputs(config.boot)];
+  for (const [port, c] of [["com1", config.console.com1], ["com2", config.console.com2]] as const) {
+    if (c.kind === "file") files.push({ path: c.path, what: `the console file of ${port}` });
   }
-  return inputs.find(([p]) => sameFile(abs(file), p))?.[1];
+  return files.find((f) => sameFile(abs(file), f.path))?.what;
 }
 
 async function readConfig(path: string): Promise<VmConfig> {
@@ -93,7 +99,7 @@ async function up(
   // report from an earlier run is never taken for this run's.
   let report: Deno.FsFile | undefined;
   if (opts.report !== undefined) {
-    const clash = inputNamed(config, path, opts.report);
+    const clash = vmFileNamed(config, path, opts.report);
     if (clash) {
       fail(`--report ${opts.report} is ${clash}; the report would overwrite it`, EXIT_USAGE);
     }

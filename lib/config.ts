@@ -794,15 +794,22 @@ function outputFileProblem(path: string, name: string): string | undefined {
  * so it may not be the config file, the boot image, the kernel or a module.
  */
 function inputClash(c: Checker, path: string, name: string, boot: BootConfig): string | undefined {
-  const inputs: [string, string][] = [];
-  if (c.configPath !== undefined) inputs.push([c.configPath, "the config file itself"]);
-  if (boot.kind === "raw") inputs.push([boot.image, "the boot image (boot.image)"]);
-  if (boot.kind === "multiboot") {
-    inputs.push([boot.kernel, "the kernel (boot.kernel)"]);
-    boot.modules.forEach((m, i) => inputs.push([m.path, `a module (boot.modules[${i}].path)`]));
+  const inputs = bootInputs(boot);
+  if (c.configPath !== undefined) {
+    inputs.unshift({ path: c.configPath, what: "the config file itself" });
   }
-  const clash = inputs.find(([input]) => input !== "" && sameFile(path, input));
-  return clash && `${name} is ${clash[1]}; the console would truncate it`;
+  const clash = inputs.find((i) => i.path !== "" && sameFile(path, i.path));
+  return clash && `${name} is ${clash.what}; the console would truncate it`;
+}
+
+/** The files a boot payload reads (absolute paths), each with what it is and its key. */
+export function bootInputs(boot: BootConfig): { path: string; what: string }[] {
+  if (boot.kind === "raw") return [{ path: boot.image, what: "the boot image (boot.image)" }];
+  if (boot.kind !== "multiboot") return [];
+  return [
+    { path: boot.kernel, what: "the kernel (boot.kernel)" },
+    ...boot.modules.map((m, i) => ({ path: m.path, what: `a module (boot.modules[${i}].path)` })),
+  ];
 }
 
 function checkDevices(c: Checker, root: Table, console: VmConfig["console"]): DeviceConfig[] {
@@ -1121,16 +1128,22 @@ function readHead(path: string, length: number): Uint8Array {
   return buf.subarray(0, n);
 }
 
-/** Whether two absolute paths name one file: equal, or the same inode (links, symlinks). */
+/**
+ * Whether two absolute paths name one regular file, where a write through
+ * one would destroy what the other holds: the same inode (links, symlinks
+ * included), or the same path of a file not created yet. Devices, FIFOs and
+ * terminals are never "the same file" (two writers to one terminal or pipe
+ * harm nothing).
+ */
 export function sameFile(a: string, b: string): boolean {
-  if (a === b) return true;
+  let x: Deno.FileInfo, y: Deno.FileInfo;
   try {
-    const x = Deno.statSync(a);
-    const y = Deno.statSync(b);
-    return x.ino !== null && x.dev === y.dev && x.ino === y.ino;
+    x = Deno.statSync(a);
+    y = Deno.statSync(b);
   } catch {
-    return false; // one of them does not exist (yet)
+    return a === b; // one of them does not exist (yet)
   }
+  return x.isFile && y.isFile && x.ino !== null && x.dev === y.dev && x.ino === y.ino;
 }
 
 /** "a directory", "a FIFO", ... for a file that is not a regular file. */

@@ -654,6 +654,13 @@ Deno.test("a console file may not be an input of the VM: the console truncates i
       com1: { kind: "file", path: `${dir}/serial.log` },
       com2: { kind: "file", path: "/dev/null" },
     });
+    // Two ports on one device (a terminal, a pipe, /dev/null) harm nothing:
+    // only a regular file would be truncated and overwritten.
+    const devices = await parseConfig(
+      `${image}[console]\ncom1 = { file = "/dev/null" }\ncom2 = { file = "/dev/null" }\n`,
+      `${dir}/vm.toml`,
+    );
+    assert.equal(devices.console.com2.kind, "file");
   });
 });
 

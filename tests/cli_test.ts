@@ -163,9 +163,18 @@ Deno.test("up --report naming the config file or the boot image is refused, and 
     assert.equal(b.code, 2, b.stderr);
     assert.equal(
       b.stderr,
-      `dhyve: --report ${image} is the boot image; the report would overwrite it\n`,
+      `dhyve: --report ${image} is the boot image (boot.image); the report would overwrite it\n`,
     );
     assert.deepEqual([await Deno.readFile(toml), await Deno.readFile(image)], before);
+    // Nor may it be a console file: both would write over each other.
+    const withLog = await s.flatVm("rm/hello", `[console]\ncom1 = { file = "serial.log" }\n`);
+    const log = `${s.dir}/serial.log`;
+    const c = await dhyve(["up", "--report", log, withLog]);
+    assert.equal(c.code, 2, c.stderr);
+    assert.equal(
+      c.stderr,
+      `dhyve: --report ${log} is the console file of com1; the report would overwrite it\n`,
+    );
   } finally {
     await s.close();
   }
