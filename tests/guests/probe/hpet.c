@@ -64,12 +64,21 @@ void hpet_report(void)
 	ioapic_write(0x10 + 2 * pin, IRQ_VECTOR);
 
 	u32 tconf = rd32(base + HPET_TN_CONF(tn)) & ~(0x1fu << 9 | 1u << 1 | TN_INT_ENB | 1u << 3 | 1u << 8 | 1u << 14);
-	wr32(base + HPET_TN_CONF(tn), tconf | pin << 9); /* one-shot, edge, disabled */
-	u64 t0 = counter(base), cmp = t0 + 1000000000u / (period / 1000); /* ~1 ms */
-	wr32(base + HPET_TN_CMP(tn), (u32)cmp);
-	wr32(base + HPET_TN_CMP(tn) + 4, (u32)(cmp >> 32));
-	irq_seen[0] = 0;
-	wr32(base + HPET_TN_CONF(tn), tconf | pin << 9 | TN_INT_ENB);
+	/* One-shot, edge, ~10 ms ahead. A comparator the counter has already
+	 * passed fires only when the counter comes round again (2.3.9.2.1):
+	 * if this vCPU was held off the CPU long enough for that, try again. */
+	u64 delta = 10 * (1000000000u / (period / 1000)), t0 = 0;
+	for (int tries = 0; tries < 10; tries++) {
+		wr32(base + HPET_TN_CONF(tn), tconf | pin << 9); /* disabled */
+		t0 = counter(base);
+		u64 cmp = t0 + delta;
+		wr32(base + HPET_TN_CMP(tn), (u32)cmp);
+		wr32(base + HPET_TN_CMP(tn) + 4, (u32)(cmp >> 32));
+		irq_seen[0] = 0;
+		wr32(base + HPET_TN_CONF(tn), tconf | pin << 9 | TN_INT_ENB);
+		if (counter(base) - t0 < delta)
+			break;
+	}
 	int ok = wait_irq(IRQ_VECTOR, TICKS_MS(IRQ_WAIT_MS));
 	wr32(base + HPET_TN_CONF(tn), tconf);
 	ioapic_write(0x10 + 2 * pin, 1u << 16 | IRQ_VECTOR); /* mask */
