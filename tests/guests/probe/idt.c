@@ -2,7 +2,10 @@
  * idt.c: the IDT. Exceptions print a line and power off; vectors 0x40 (HPET
  * through the IOAPIC), 0x41 (MSI) and 0x42 (PCI INTx through the IOAPIC,
  * level-triggered: the device's line is lowered before the EOI) count
- * arrivals and EOI the local APIC; 0xFF is the APIC spurious vector (no EOI).
+ * arrivals and EOI the local APIC; 0x50-0x5F are the 8259 pair's IRQs 0-15
+ * (ExtINT through LINT0: no local APIC EOI, a non-specific EOI to the 8259s
+ * instead, after lowering the test device's INTx); 0xFF is the APIC
+ * spurious vector (no EOI).
  */
 #include "probe.h"
 
@@ -17,11 +20,19 @@ struct isr_entry {
 extern const struct isr_entry isr_table[], isr_table_end[];
 
 static u32 idt[256][2];
-volatile u32 irq_seen[3];
+volatile u32 irq_seen[32];
 
 void isr_dispatch(struct frame *f);
 void isr_dispatch(struct frame *f)
 {
+	if (f->vec >= PIC_VECTOR && f->vec < PIC_VECTOR + 16) {
+		irq_seen[f->vec - 0x40]++;
+		intx_ack();
+		if (f->vec >= PIC_VECTOR + 8)
+			outb(0xa0, 0x20); /* OCW2: non-specific EOI (slave) */
+		outb(0x20, 0x20);         /* and master */
+		return;
+	}
 	if (f->vec >= 0x40 && f->vec <= 0x42) {
 		irq_seen[f->vec - 0x40]++;
 		if (f->vec == 0x42)

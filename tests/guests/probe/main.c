@@ -90,6 +90,7 @@ void probe_main(u32 magic, u32 mbi)
 		hpet_report();
 		msi_check();
 		intx_check();
+		intx_pic_check();
 		rtc_report();
 	}
 	check_summary();

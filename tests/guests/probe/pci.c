@@ -226,3 +226,67 @@ void intx_check(void)
 	else
 		check("intx", CHECK_OK, 0);
 }
+
+/* The 8259 pair in cascade (8259A datasheet, initialization command words):
+ * ICW1 edge/cascade/ICW4 (level comes from the ELCR, set by the platform),
+ * ICW2 the vector base, ICW3 the slave on IR2, ICW4 8086 mode; then OCW1
+ * masks every IRQ but `irq` (and the cascade when it is on the slave). */
+static void pic_init(u32 irq)
+{
+	outb(0x20, 0x11);
+	outb(0x21, PIC_VECTOR);
+	outb(0x21, 0x04);
+	outb(0x21, 0x01);
+	outb(0xa0, 0x11);
+	outb(0xa1, PIC_VECTOR + 8);
+	outb(0xa1, 0x02);
+	outb(0xa1, 0x01);
+	u16 mask = 0xffff & ~(1u << irq);
+	if (irq >= 8)
+		mask &= ~(1u << 2);
+	outb(0x21, mask & 0xff);
+	outb(0xa1, mask >> 8);
+}
+
+/* INTx the way a PC without APIC drivers takes it: the PIRQ router sends the
+ * pin to the ISA IRQ in the interrupt-line register (where the platform
+ * routed it, as a BIOS would), the 8259 delivers it as ExtINT through the
+ * BSP's LINT0 (virtual wire mode). The IOAPIC pin stays masked. */
+void intx_pic_check(void)
+{
+	const struct pci_fn *f = testdev();
+	if (!f) {
+		check("intx.pic", CHECK_SKIP, "no test device");
+		return;
+	}
+	u32 bdf = f->bdf, reg = cfg_read(bdf, 0x3c), line = reg & 0xff, pin = (reg >> 8) & 0xff;
+	u32 bar = cfg_read(bdf, 0x10) & ~0xfu;
+	if (pin < 1 || pin > 4) {
+		check("intx.pic", CHECK_FAIL, "interrupt pin %u", pin);
+		return;
+	}
+	if (line == 0xff) {
+		check("intx.pic", CHECK_SKIP, "not routed to an ISA IRQ");
+		return;
+	}
+	if (line == 0 || line == 2 || line >= 16) {
+		check("intx.pic", CHECK_FAIL, "interrupt line %u", line);
+		return;
+	}
+	u32 cmd = cfg_read(bdf, 0x04) & 0xffff;
+	intx_bar = bar;
+	pic_init(line);
+	cfg_write16(bdf, 0x04, (cmd | 1 << 1) & ~CMD_INTX_DISABLE);
+	irq_seen[PIC_VECTOR - 0x40 + line] = 0;
+	wr32(bar + TESTDEV_INTX, 1);
+	int ok = wait_irq(PIC_VECTOR + line, TICKS_MS(IRQ_WAIT_MS));
+	intx_ack();
+	outb(0x21, 0xff); /* mask both 8259s again */
+	outb(0xa1, 0xff);
+	cfg_write16(bdf, 0x04, cmd | 1 << 1 | CMD_INTX_DISABLE);
+	intx_bar = 0;
+	if (ok)
+		check("intx.pic", CHECK_OK, 0);
+	else
+		check("intx.pic", CHECK_FAIL, "no interrupt on 8259 IRQ %u", line);
+}

@@ -105,7 +105,8 @@ void lapic_eoi(void);
 /* ---- idt.c ---- */
 void idt_init(void);
 void idt_load(void); /* on APs too */
-extern volatile u32 irq_seen[3]; /* vectors 0x40, 0x41, 0x42 */
+#define PIC_VECTOR 0x50 /* the 8259 pair's IRQ 0 (master 0x50-0x57, slave 0x58-0x5F) */
+extern volatile u32 irq_seen[32]; /* vectors 0x40-0x5F */
 int wait_irq(u32 vec, u32 timeout_ticks);
 
 /* ---- acpi.c ---- */
@@ -132,6 +133,7 @@ void mp_report(void);
 void pci_report(void);
 void msi_check(void);
 void intx_check(void);
+void intx_pic_check(void);
 void intx_ack(void); /* from the vector 0x42 handler: lowers the test device's INTx */
 
 /* ---- hpet.c, rtc.c ---- */
