@@ -185,9 +185,10 @@ Deno.test("a vCPU that never stops (stuck on the device lock) still ends the VM,
     assert.ok(exit, "the VM did not end within 20 s");
     assert.equal(exit.kind, "error");
     assert.equal(exit.status, 4);
-    assert.equal(
-      exit.message,
-      "test: done; then these threads did not stop within 500 ms: vcpu 0 (running)",
+    // The timer thread may be blocked on the same lock (a device timer firing).
+    assert.match(
+      exit.message ?? "",
+      /^test: done; then these threads did not stop within 500 ms: vcpu 0 \(running\)(, the timer thread)?$/,
     );
   } finally {
     await s.close();
