@@ -256,17 +256,10 @@ async function readConfigFile(path: string): Promise<Uint8Array> {
     const st = await Deno.stat(path);
     if (!st.isFile) throw fail(`cannot read config file: not a regular file (${fileKind(st)})`);
     if (st.size > MAX_CONFIG_SIZE) throw tooLarge(`${st.size} bytes`);
-    using f = await Deno.open(path, { read: true });
     // Read one byte more than allowed, to see a file that grew since the stat.
-    const buf = new Uint8Array(MAX_CONFIG_SIZE + 1);
-    let n = 0;
-    while (n < buf.length) {
-      const got = await f.read(buf.subarray(n));
-      if (got === null) break;
-      n += got;
-    }
-    if (n > MAX_CONFIG_SIZE) throw tooLarge(`over ${MAX_CONFIG_SIZE} bytes`);
-    return buf.slice(0, n);
+    const bytes = readHead(path, MAX_CONFIG_SIZE + 1);
+    if (bytes.length > MAX_CONFIG_SIZE) throw tooLarge(`over ${MAX_CONFIG_SIZE} bytes`);
+    return bytes;
   } catch (e) {
     if (e instanceof ConfigError) throw e;
     throw fail(`cannot read config file: ${errorText(e)}`);

@@ -159,3 +159,14 @@ export function probeReport(stdout: string): Map<string, string> {
   }
   return m;
 }
+
+/** `p`'s value, or undefined when it has not settled within `ms` (no timer is left behind). */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { configFromObject, Vm, type VmConfig } from "../mod.ts";
 import { libc } from "../cpu/libc.ts";
-import { guestBytes, Scratch } from "./helpers.ts";
+import { guestBytes, Scratch, within } from "./helpers.ts";
 
 // dhyve opens libc once per thread and keeps it: open it before the sanitizers count.
 libc();
@@ -142,13 +142,8 @@ Deno.test("a pause that fails (during a reboot in place) leaves no host pause: t
       await new Promise((r) => setTimeout(r, 0));
     }
     assert.ok(failed > 0, "no pause failed: the test did not hit a reset");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<string>((r) =>
-      timer = setTimeout(() => r("still running after 20 s"), 20_000)
-    );
-    const end = await Promise.race([exit.then((e) => e.kind), late]);
-    clearTimeout(timer);
-    assert.equal(end, "halt");
+    const end = await within(exit, 20_000);
+    assert.equal(end?.kind ?? "still running after 20 s", "halt");
     assert.equal(vm.resets, 5);
   } finally {
     await s.close();
@@ -177,10 +172,7 @@ Deno.test("a vCPU that never stops (stuck on the device lock) still ends the VM,
       await new Promise((r) => setTimeout(r, 50));
     }
     vm.requestSuspend({ kind: "poweroff", message: "test: done" });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), 20_000));
-    const exit = await Promise.race([vm.wait(), late]);
-    clearTimeout(timer);
+    const exit = await within(vm.wait(), 20_000);
     lock.release();
     assert.ok(exit, "the VM did not end within 20 s");
     assert.equal(exit.kind, "error");
