@@ -297,7 +297,10 @@ export interface PhysicalMemory {
 
 /** An exception the instruction raised, to be delivered to the guest (SDM Vol. 3A, 6.15). */
 export interface X86Exception {
-  /** Vector: 0 #DE, 1 #DB, 3 #BP, 6 #UD, 7 #NM, 12 #SS, 13 #GP, 14 #PF, 16 #MF, 17 #AC, 19 #XM. */
+  /**
+   * Vector: 0 #DE, 1 #DB, 3 #BP, 4 #OF, 6 #UD, 7 #NM, 10 #TS, 11 #NP, 12 #SS, 13 #GP, 14 #PF,
+   * 16 #MF, 17 #AC, 19 #XM; any of 0-255 for a {@linkcode X86Exception.software} interrupt.
+   */
   readonly vector: number;
   /** The error code, for the vectors that push one (8, 10-14, 17, 21). */
   readonly errorCode?: number;
@@ -309,6 +312,16 @@ export interface X86Exception {
    * ORed into DR6 at delivery (SDM Vol. 3A, 18.2.3).
    */
   readonly dr6?: number;
+  /**
+   * A software interrupt (INT n, SDM Vol. 2A "INT n/INTO/INT3/INT1"): the
+   * instruction completed, RIP points past it, and the event is delivered
+   * through IDT entry `vector` as an interrupt, whatever the vector: no
+   * error code is pushed (`int 14` is not a #PF) and no exception class
+   * applies. The gate-DPL check of a software interrupt (gate DPL >= CPL)
+   * was made by the executor. Absent for exceptions, including the software
+   * exceptions of int3 (#BP), into (#OF) and int1 (#DB).
+   */
+  readonly software?: boolean;
 }
 
 /**

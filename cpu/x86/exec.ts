@@ -1,0 +1,328 @@
+/**
+ * dhyve's fallback x86 executor: fetches the instruction at CS:RIP through
+ * the page walker, decodes it, executes it on a {@linkcode CpuState} and
+ * guest-physical memory, and writes back the state, for the instructions
+ * KVM's own emulator gives up on (and many more).
+ *
+ * Rules every instruction follows (SDM Vol. 3A, 6.5 and 6.6):
+ * - A fault changes nothing: register results are computed in scratch
+ *   copies, memory writes are translated and checked first and written only
+ *   when the instruction completes, and RIP stays on the instruction. The
+ *   page walker's accessed/dirty updates are the one exception, as on the
+ *   processor. REP string instructions keep the iterations done before a fault.
+ * - A trap (int3's #BP, int n's software interrupt, the single-step #DB)
+ *   is reported with the instruction completed and RIP past it.
+ * - Locked read-modify-writes (LOCK prefix, xchg with memory) go through
+ *   {@linkcode PhysicalMemory.cmpxchg} until no other vCPU changed the
+ *   value between read and write. An operand split across two pages, or
+ *   outside RAM, is read and written non-atomically.
+ * - Only the {@linkcode DIRTY} bits of what changed are set in `cpu.dirty`.
+ *
+ * Segment loads and far transfers (iret, int n, far jmp/call/ret, mov and
+ * pop to segment registers, lds/les/lfs/lgs/lss) are in _exec_segment.ts,
+ * which says what of them is left out (gates, task switches, virtual-8086
+ * returns).
+ *
+ * Not emulated (reported as "unsupported"): call gates and task switches,
+ * sysret/syscall/sysenter/sysexit, hlt, x87 arithmetic, SSE/AVX floating-point arithmetic and conversions, EVEX
+ * (AVX-512), rdtsc/rdtscp (no guest TSC here), debug registers, port I/O
+ * without an {@linkcode EmulateOptions.io}, and anything else not in the
+ * handler tables of the _exec_*.ts modules. Data breakpoints (DR7) are not
+ * checked; #AC alignment checking is not done; no SIMD floating-point
+ * arithmetic is emulated, so #XM is never raised.
+ *
+ * What the executor expects of a {@linkcode CpuState}:
+ * - CPL is SS.DPL (CS.DPL may differ for conforming code); the mode comes
+ *   from CR0.PE, RFLAGS.VM, EFER.LMA, CS.L and CS.DB; segment limits are
+ *   byte-granular (as in kvm_segment).
+ * - wrmsr to IA32_EFER, IA32_FS_BASE and IA32_GS_BASE calls `writeMsr` and
+ *   also updates `efer` / `seg[fs|gs].base` (DIRTY.sregs), so that writing
+ *   back sregs keeps the new value; rdmsr of those reads the fields.
+ * - `extended()` is read only by instructions that use the x87/SSE/AVX
+ *   state (and for PKRU, only when a protection key is checked); a
+ *   component whose XSTATE_BV bit is clear must hold its initial values
+ *   there, as KVM_GET_XSAVE provides them.
+ * - Flags the SDM leaves undefined follow the CPUID vendor: measured on an
+ *   AMD Zen for AuthenticAMD; for GenuineIntel as Bochs/QEMU model Intel
+ *   (not measured here). The _exec_alu.ts comments say which is which.
+ *
+ * @module
+ */
+
+import { ALU_HANDLERS, type Handler, LOCKABLE } from "./_exec_alu.ts";
+import { Ctx, F, Fault, type PortIo, Unsupported, VEC } from "./_exec_ctx.ts";
+import { SSE_HANDLERS } from "./_exec_sse.ts";
+import { STRING_HANDLERS, stringOp } from "./_exec_string.ts";
+import { movCr, movDr, SYSTEM_HANDLERS } from "./_exec_system.ts";
+import { farCall, farJmp, movSreg, popSreg, SEGMENT_HANDLERS } from "./_exec_segment.ts";
+import { XSAVE_HANDLERS } from "./_exec_xsave.ts";
+import { decode, TooLongError, TruncatedError, UdError } from "./decode.ts";
+import {
+  type CpuState,
+  DecodeError,
+  DIRTY,
+  type Instruction,
+  type Mode,
+  type PhysicalMemory,
+  SEG,
+  type StepResult,
+} from "./types.ts";
+
+export type { PortIo } from "./_exec_ctx.ts";
+
+/** Options for {@linkcode emulate} and {@linkcode execute}. */
+export interface EmulateOptions {
+  /**
+   * Iterations a REP string instruction may run in one call (default
+   * 4096). With more to do, RIP stays on the instruction with RCX/RSI/RDI
+   * updated and RFLAGS.RF set; the guest executes it again.
+   */
+  readonly maxRepIterations?: number;
+  /**
+   * Port I/O for in/out/ins/outs. Without it those instructions are
+   * "unsupported" (the KVM adapter exits to its port bus instead).
+   */
+  readonly io?: PortIo;
+  /** The decoder (default: decode.ts); for tests. */
+  readonly decode?: (bytes: Uint8Array, mode: Mode, ip: bigint) => Instruction;
+}
+
+/** DR6.BS: the single-step condition of a #DB (SDM Vol. 3A, 18.2.3). */
+export const DR6_BS = 1 << 14;
+
+const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
+  ...ALU_HANDLERS,
+  ...STRING_HANDLERS,
+  ...SYSTEM_HANDLERS,
+  ...SEGMENT_HANDLERS,
+  ...SSE_HANDLERS,
+  ...XSAVE_HANDLERS,
+]);
+
+// The decoder (like objdump) marks an operand size other than the mode's default with a
+// suffix on these: pushw, popq, callw, retw, leavew...
+const SUFFIXED = new Map<string, Handler>();
+for (const base of ["push", "pop", "pushf", "popf", "call", "jmp", "ret", "leave", "enter"]) {
+  const h = HANDLERS.get(base);
+  if (h) {
+    for (const sfx of ["w", "d", "q"]) if (!HANDLERS.has(base + sfx)) SUFFIXED.set(base + sfx, h);
+  }
+}
+
+/** The handler for an instruction, or undefined when it is not emulated. */
+function lookup(i: Instruction): Handler | undefined {
+  if (i.mnemonic === "mov" && i.map === "0f") {
+    // 0F 20-23: moves to and from control and debug registers.
+    if (i.opcode === 0x20 || i.opcode === 0x22) return movCr;
+    if (i.opcode === 0x21 || i.opcode === 0x23) return movDr;
+  }
+  if (i.map === "legacy") {
+    // Far jmp/call: EA and 9A (ptr16:16/32), FF /5 and FF /3 (m16:16/32/64).
+    if (i.opcode === 0xea) return farJmp;
+    if (i.opcode === 0x9a) return farCall;
+    if (i.opcode === 0xff && i.modrm >= 0) {
+      const r = (i.modrm >> 3) & 7;
+      if (r === 5) return farJmp;
+      if (r === 3) return farCall;
+    }
+    if (i.opcode === 0x8e) return movSreg; // mov Sreg, r/m16
+    if (i.opcode === 0x07 || i.opcode === 0x17 || i.opcode === 0x1f) return popSreg;
+  } else if (i.map === "0f" && (i.opcode === 0xa1 || i.opcode === 0xa9)) {
+    return popSreg; // pop fs, pop gs
+  }
+  if (
+    i.map === "legacy" &&
+    ((i.opcode >= 0xa4 && i.opcode <= 0xa7) || (i.opcode >= 0xaa && i.opcode <= 0xaf) ||
+      (i.opcode >= 0x6c && i.opcode <= 0x6f))
+  ) {
+    return stringOp;
+  }
+  return HANDLERS.get(i.mnemonic) ?? SUFFIXED.get(i.mnemonic);
+}
+
+/** True when the executor has a handler for this decoded instruction (some forms may still be unsupported). */
+export function isEmulated(i: Instruction): boolean {
+  return lookup(i) !== undefined;
+}
+
+// One context reused by every call (execution is synchronous); a nested call gets its own.
+let shared: Ctx | null = new Ctx();
+
+/**
+ * Executes one decoded instruction on `cpu`: the state changes and RIP
+ * advances ("ok"), or nothing changes and the fault is returned, or the
+ * instruction completes and a trap is returned ("exception" with RIP past
+ * it: int3's #BP, int n's software interrupt, or #DB with `dr6` =
+ * {@linkcode DR6_BS} when RFLAGS.TF was set before it), or "unsupported". `insn` must have been decoded in the
+ * CPU's current mode at CS:RIP.
+ */
+export function execute(
+  cpu: CpuState,
+  mem: PhysicalMemory,
+  insn: Instruction,
+  options?: EmulateOptions,
+): StepResult {
+  const c = shared ?? new Ctx();
+  shared = null;
+  try {
+    c.reset(cpu, mem, insn);
+    return run(c, insn, options);
+  } finally {
+    shared = c;
+  }
+}
+
+function run(c: Ctx, insn: Instruction, options: EmulateOptions | undefined): StepResult {
+  c.maxRep = Math.max(1, options?.maxRepIterations ?? 4096);
+  c.io = options?.io;
+  if (insn.mode !== c.mode) {
+    return {
+      kind: "unsupported",
+      message: `${insn.text}: decoded for ${insn.mode}-bit mode, the CPU is in ${c.mode}-bit mode`,
+      insn,
+    };
+  }
+  const handler = lookup(insn);
+  if (!handler) {
+    return {
+      kind: "unsupported",
+      message: `dhyve's instruction emulator does not implement ${insn.mnemonic}`,
+      insn,
+    };
+  }
+  const tf = (c.flags & F.TF) !== 0;
+  try {
+    if (insn.lock && (!LOCKABLE.has(insn.mnemonic) || insn.operands[0]?.kind !== "mem")) {
+      throw new Fault(VEC.UD);
+    }
+    handler(c, insn);
+  } catch (e) {
+    if (e instanceof Fault) {
+      // A REP string instruction keeps the iterations it completed.
+      if (c.keepPartial) commit(c, FAULTED);
+      return { kind: "exception", exception: e.exception, insn };
+    }
+    if (e instanceof Unsupported) return { kind: "unsupported", message: e.message, insn };
+    throw e;
+  }
+  commit(c, c.incomplete ? AGAIN : DONE);
+  if (c.trap) return { kind: "exception", exception: c.trap, insn };
+  if (tf) return { kind: "exception", exception: { vector: VEC.DB, dr6: DR6_BS }, insn };
+  return { kind: "ok", insn };
+}
+
+const DONE = 0, AGAIN = 1, FAULTED = 2;
+
+/**
+ * Writes the instruction's results to the CPU: held memory writes, changed
+ * registers, RFLAGS and RIP. DONE: RIP moves on and RF is cleared (SDM Vol.
+ * 3A, 18.3.1.1). AGAIN (a REP instruction stopped early): RIP stays and RF
+ * is set, as when the processor takes an interrupt between iterations.
+ * FAULTED (a REP instruction faulting mid-way): RIP and RF stay.
+ */
+function commit(c: Ctx, how: number): void {
+  const cpu = c.cpu;
+  c.flushWrites();
+  let dirty = c.dirty;
+  const g = cpu.gpr;
+  for (let k = 0; k < 16; k++) {
+    if (g[k] !== c.gpr[k]) {
+      g[k] = c.gpr[k];
+      dirty |= DIRTY.gpr;
+    }
+  }
+  let flags = c.flags | 2;
+  if (how === DONE && !c.loadRf) flags &= ~F.RF;
+  else if (how === AGAIN) flags |= F.RF;
+  const rflags = (cpu.rflags & ~0xffffffffn) | BigInt(flags >>> 0);
+  if (rflags !== cpu.rflags) {
+    cpu.rflags = rflags;
+    dirty |= DIRTY.rip;
+  }
+  if (how === DONE && c.rip !== cpu.rip) {
+    cpu.rip = c.rip;
+    dirty |= DIRTY.rip;
+  }
+  cpu.dirty |= dirty;
+}
+
+/**
+ * Fetches, decodes and executes the instruction at CS:RIP (see
+ * {@linkcode execute} for the result). The fetch goes through segmentation
+ * (CS limit outside 64-bit mode) and the page walker as an instruction
+ * fetch; bytes on the next page are read only when the instruction reaches
+ * into it, and a fault there is a #PF for that page.
+ */
+export function emulate(cpu: CpuState, mem: PhysicalMemory, options?: EmulateOptions): StepResult {
+  const c = shared ?? new Ctx();
+  shared = null;
+  try {
+    c.reset(cpu, mem, null);
+    let insn: Instruction;
+    try {
+      insn = fetchDecode(c, options?.decode ?? decode);
+    } catch (e) {
+      if (e instanceof Fault) return { kind: "exception", exception: e.exception };
+      if (e instanceof Unsupported) return { kind: "unsupported", message: e.message };
+      throw e;
+    }
+    c.setInsn(insn);
+    return run(c, insn, options);
+  } finally {
+    shared = c;
+  }
+}
+
+const fetchBuf = new Uint8Array(15);
+
+function fetchDecode(
+  c: Ctx,
+  dec: (bytes: Uint8Array, mode: Mode, ip: bigint) => Instruction,
+): Instruction {
+  const cpu = c.cpu;
+  const rip = cpu.rip;
+  let lin: bigint;
+  let avail = 15; // bytes the segment allows
+  if (c.mode === 64) {
+    if (!c.canonical(rip)) throw new Fault(VEC.GP, 0);
+    lin = rip;
+  } else {
+    const cs = cpu.seg[SEG.cs];
+    const ip = rip & 0xffffffffn;
+    const limit = BigInt(cs.limit >>> 0);
+    if (ip > limit) throw new Fault(VEC.GP, 0);
+    avail = Number(limit - ip + 1n > 15n ? 15n : limit - ip + 1n);
+    lin = (cs.base + ip) & 0xffffffffn;
+  }
+  const inPage = 4096 - Number(lin & 0xfffn);
+  const first = Math.min(avail, inPage);
+  const gpa = c.translate(lin, false, true);
+  c.mem.read(gpa, fetchBuf.subarray(0, first));
+  try {
+    return dec(fetchBuf.slice(0, first), c.mode, rip);
+  } catch (e) {
+    if (!(e instanceof TruncatedError) || first >= avail) throw decodeFault(e, first < 15);
+  }
+  // The instruction goes on into the next page: fetch from it too.
+  const next = c.mode === 64
+    ? BigInt.asUintN(64, lin + BigInt(first))
+    : (lin + BigInt(first)) & 0xffffffffn;
+  if (c.mode === 64 && !c.canonical(next)) throw new Fault(VEC.GP, 0);
+  const gpa2 = c.translate(next, false, true);
+  c.mem.read(gpa2, fetchBuf.subarray(first, avail));
+  try {
+    return dec(fetchBuf.slice(0, avail), c.mode, rip);
+  } catch (e) {
+    throw decodeFault(e, avail < 15);
+  }
+}
+
+/** What a decoder error means for the guest. `limited`: the bytes ended at the CS limit. */
+function decodeFault(e: unknown, limited: boolean): Fault | Unsupported {
+  if (e instanceof UdError) return new Fault(VEC.UD);
+  if (e instanceof TooLongError) return new Fault(VEC.GP, 0);
+  // Running into the CS limit is #GP(0) (SDM Vol. 3A, 5.3).
+  if (e instanceof TruncatedError && limited) return new Fault(VEC.GP, 0);
+  if (e instanceof DecodeError) return new Unsupported(e.message);
+  throw e;
+}
