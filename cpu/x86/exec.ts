@@ -297,7 +297,7 @@ function fetchDecode(
   const inPage = 4096 - Number(lin & 0xfffn);
   const first = Math.min(avail, inPage);
   const gpa = c.translate(lin, false, true);
-  c.mem.read(gpa, fetchBuf.subarray(0, first));
+  fetchRam(c, gpa, fetchBuf.subarray(0, first));
   try {
     return dec(fetchBuf.slice(0, first), c.mode, rip);
   } catch (e) {
@@ -309,12 +309,27 @@ function fetchDecode(
     : (lin + BigInt(first)) & 0xffffffffn;
   if (c.mode === 64 && !c.canonical(next)) throw new Fault(VEC.GP, 0);
   const gpa2 = c.translate(next, false, true);
-  c.mem.read(gpa2, fetchBuf.subarray(first, avail));
+  fetchRam(c, gpa2, fetchBuf.subarray(first, avail));
   try {
     return dec(fetchBuf.slice(0, avail), c.mode, rip);
   } catch (e) {
     throw decodeFault(e, avail < 15);
   }
+}
+
+/**
+ * Reads instruction bytes from RAM. Code in device memory (MMIO, or a hole
+ * no device claims) is not executed: a device register read has side
+ * effects, and an unclaimed hole reads as all ones, which would turn a wild
+ * jump into an endless stream of #UDs instead of a clear stop.
+ */
+function fetchRam(c: Ctx, gpa: number, out: Uint8Array): void {
+  if (!c.mem.isRam(gpa, out.length)) {
+    throw new Unsupported(
+      `instruction fetch from guest-physical 0x${gpa.toString(16)}, which is not RAM`,
+    );
+  }
+  c.mem.read(gpa, out);
 }
 
 /** What a decoder error means for the guest. `limited`: the bytes ended at the CS limit. */
