@@ -10,11 +10,20 @@
  *    dhyve / C is printed with its target (<= 1.10).
  * 2. Start-up: from spawning `deno run -A main.ts up` to its first KVM_RUN
  *    (target < 150 ms), taken from the same dhyve runs.
+ * 3. The fallback instruction emulator (cpu/fallback.ts with the executor of
+ *    cpu/x86/exec.ts): a flat 32-bit guest (tests/guests/pm/fallback_bench)
+ *    loops over `out 0x80` (the port-I/O exit again, as the baseline),
+ *    `int3` (its #BP handler returns with `iret`: a round trip of two
+ *    fallbacks where KVM's emulator gives up on both), `clac` (one
+ *    fallback; skipped without SMAP) or `int $0x40` (a software interrupt
+ *    and the handler's `iret`: two fallbacks), each in its own dhyve run,
+ *    alternating. Each is printed as a ratio to the port-I/O exit (target:
+ *    one fallback <= 2x).
  *
  * Timings on our machines are noisy (guest ring 0 is emulated): the runs
  * alternate and medians are compared, never absolute numbers across runs.
  *
- * Usage: deno task bench [--iterations N] [--runs R]
+ * Usage: deno task bench [--iterations N] [--runs R] [--fallback-iterations F]
  *
  * @module
  */
@@ -27,6 +36,7 @@ for (let i = 0; i < Deno.args.length; i += 2) {
 }
 const ITERATIONS = Number(args.get("iterations") ?? 100_000);
 const RUNS = Number(args.get("runs") ?? 5);
+const FALLBACK_ITERATIONS = Number(args.get("fallback-iterations") ?? 20_000);
 
 const root = new URL("..", import.meta.url).pathname;
 const dir = await Deno.makeTempDir({ prefix: "dhyve-bench-" });
@@ -42,8 +52,12 @@ async function run(
   argv: string[],
   cwd = root,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(cmd, { args: argv, cwd, stdout: "piped", stderr: "piped" })
-    .output();
+  const out = await new Deno.Command(cmd, {
+    args: argv,
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
@@ -119,6 +133,87 @@ try {
       start < 150 ? "met" : "missed"
     })`,
   );
+  await fallbackBench();
 } finally {
   await Deno.remove(dir, { recursive: true });
+}
+
+/** Part 3: the cost of one fallback, as a ratio to the port-I/O exit. */
+async function fallbackBench(): Promise<void> {
+  const base = await buildGuest("pm/fallback_bench");
+  const N = FALLBACK_ITERATIONS;
+  const image = async (mode: number): Promise<string> => {
+    const b = base.slice();
+    const dv = new DataView(b.buffer);
+    dv.setUint32(4, N, true); // loop count
+    dv.setUint32(8, mode, true); // 1 out, 2 int3 + iret, 3 clac, 4 int $0x40 + iret
+    const path = `${dir}/fallback${mode}.bin`;
+    await Deno.writeFile(path, b);
+    const toml = `${dir}/fallback${mode}.toml`;
+    await Deno.writeTextFile(
+      toml,
+      flatGuestToml(path, `[vm]\nname = "fallback-bench"\n[console]\ncom1 = "none"\n`, "prot32"),
+    );
+    return toml;
+  };
+  const MODES = [1, 2, 3, 4];
+  const tomls = await Promise.all(MODES.map(image));
+
+  /** One dhyve run: ns per iteration, or a string saying why there is none. */
+  const once = async (mode: number, i: number): Promise<number | string> => {
+    const report = `${dir}/fallback-report-${mode}-${i}.json`;
+    const d = await run(
+      Deno.execPath(),
+      ["run", "-A", `${root}main.ts`, "up", "-q", tomls[mode - 1], "--report", report],
+    );
+    if (d.code === 0xff) return "the guest has no SMAP";
+    if (d.code !== 1) return `dhyve exited with ${d.code}: ${d.stderr.split("\n")[0]}`;
+    const r = JSON.parse(await Deno.readTextFile(report)) as {
+      vcpus: { exits: { fallback: number; io: number }; runNs: number }[];
+    };
+    const v = r.vcpus[0];
+    if (mode > 1 && v.exits.fallback < N) {
+      return `only ${v.exits.fallback} fallbacks: KVM ran the instruction itself`;
+    }
+    return v.runNs / N;
+  };
+
+  console.log("");
+  console.log(
+    `fallback benchmark: ${N} iterations per run, ${RUNS} runs each, alternating, flat 32-bit guest`,
+  );
+  const ns: (number[] | string)[] = MODES.map(() => []);
+  for (let i = 0; i < RUNS; i++) {
+    for (const mode of MODES) {
+      if (typeof ns[mode - 1] === "string") continue;
+      const r = await once(mode, i);
+      if (typeof r === "string") ns[mode - 1] = r;
+      else (ns[mode - 1] as number[]).push(r);
+    }
+  }
+  const io = ns[0];
+  if (typeof io === "string") {
+    console.log(`  port-I/O baseline failed: ${io}`);
+    return;
+  }
+  const ioUs = median(io) / 1000;
+  console.log(`  port-I/O exit (out 0x80)          ${ioUs.toFixed(2)} us  1.00x`);
+  const line = (label: string, xs: number[] | string, fallbacks: number) => {
+    if (typeof xs === "string") {
+      console.log(`  ${label.padEnd(34)}skipped: ${xs}`);
+      return;
+    }
+    const us = median(xs) / 1000;
+    const per = us / fallbacks;
+    console.log(
+      `  ${label.padEnd(34)}${us.toFixed(2)} us  ${(us / ioUs).toFixed(2)}x` +
+        (fallbacks > 1
+          ? `  (${per.toFixed(2)} us, ${(per / ioUs).toFixed(2)}x per fallback)`
+          : "") +
+        `  (target <= 2x per fallback: ${per / ioUs <= 2 ? "met" : "missed"})`,
+    );
+  };
+  line("int3 round trip (int3 + iret)", ns[1], 2);
+  line("clac", ns[2], 1);
+  line("int $0x40 round trip (int + iret)", ns[3], 2);
 }

@@ -26,6 +26,8 @@ import {
   KVM_API_VERSION,
   KVM_CPUID2_STRUCT,
   KVM_CPUID_ENTRY2_STRUCT,
+  KVM_DEBUGREGS_STRUCT,
+  KVM_FPU_STRUCT,
   KVM_IRQ_LEVEL_STRUCT,
   KVM_IRQ_ROUTING_ENTRY_STRUCT,
   KVM_IRQ_ROUTING_IRQCHIP,
@@ -35,6 +37,8 @@ import {
   KVM_LAPIC_STATE_STRUCT,
   KVM_MP_STATE_STRUCT,
   KVM_MSI_STRUCT,
+  KVM_MSR_ENTRY_STRUCT,
+  KVM_MSRS_STRUCT,
   KVM_PIC_STATE_STRUCT,
   KVM_PIT_CONFIG_STRUCT,
   KVM_PIT_FLAGS_HPET_LEGACY,
@@ -44,6 +48,10 @@ import {
   KVM_SREGS_STRUCT,
   KVM_TRANSLATION_STRUCT,
   KVM_USERSPACE_MEMORY_REGION_STRUCT,
+  KVM_VCPU_EVENTS_STRUCT,
+  KVM_XCR_STRUCT,
+  KVM_XCRS_STRUCT,
+  KVM_XSAVE_STRUCT,
 } from "./kvm_abi.ts";
 import { decodeRegs, decodeSregs, encodeRegs, encodeSregs, type Regs, type Sregs } from "./regs.ts";
 
@@ -407,6 +415,206 @@ export function getSregs(vcpuFd: number): Sregs {
 /** KVM_SET_SREGS. */
 export function setSregs(vcpuFd: number, sregs: Sregs): void {
   ioctlBuf(vcpuFd, "KVM_SET_SREGS", encodeSregs(sregs));
+}
+
+/**
+ * KVM_GET_REGS into a caller's buffer of {@linkcode KVM_REGS_STRUCT}.size
+ * bytes (api.rst 4.11): no allocation, for the hot paths.
+ */
+export function getRegsRaw(vcpuFd: number, buf: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_GET_REGS", buf);
+}
+
+/**
+ * KVM_SET_REGS from a caller's kvm_regs buffer (api.rst 4.12). Note that
+ * KVM also drops an exception it had queued but not yet delivered
+ * (arch/x86/kvm/x86.c, __set_regs).
+ */
+export function setRegsRaw(vcpuFd: number, buf: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_SET_REGS", buf);
+}
+
+/** KVM_GET_SREGS into a caller's buffer of {@linkcode KVM_SREGS_STRUCT}.size bytes (api.rst 4.13). */
+export function getSregsRaw(vcpuFd: number, buf: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_GET_SREGS", buf);
+}
+
+/**
+ * KVM_SET_SREGS from a caller's kvm_sregs buffer (api.rst 4.14). A set bit
+ * in interrupt_bitmap re-queues that external interrupt: pass back what
+ * KVM_GET_SREGS returned.
+ */
+export function setSregsRaw(vcpuFd: number, buf: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_SET_SREGS", buf);
+}
+
+/**
+ * KVM_GET_VCPU_EVENTS (api.rst 4.31): pending and injected exception,
+ * interrupt, NMI and SMI state, as a raw struct kvm_vcpu_events (read its
+ * fields with {@linkcode KVM_VCPU_EVENTS_STRUCT}). Fills `buf` when given.
+ */
+export function getVcpuEvents(
+  vcpuFd: number,
+  buf: Uint8Array = new Uint8Array(KVM_VCPU_EVENTS_STRUCT.size),
+): Uint8Array {
+  ioctlBuf(vcpuFd, "KVM_GET_VCPU_EVENTS", buf);
+  return buf;
+}
+
+/**
+ * KVM_SET_VCPU_EVENTS (api.rst 4.32). The exception, interrupt and NMI
+ * injected/masked fields are always taken; NMI pending, SIPI vector,
+ * interrupt shadow, SMM state and the payload only with their flag bits.
+ */
+export function setVcpuEvents(vcpuFd: number, buf: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_SET_VCPU_EVENTS", buf);
+}
+
+/** KVM_GET_FPU (api.rst 4.22): the x87/SSE state as a raw struct kvm_fpu. */
+export function getFpu(
+  vcpuFd: number,
+  buf: Uint8Array = new Uint8Array(KVM_FPU_STRUCT.size),
+): Uint8Array {
+  ioctlBuf(vcpuFd, "KVM_GET_FPU", buf);
+  return buf;
+}
+
+/** KVM_SET_FPU (api.rst 4.23). */
+export function setFpu(vcpuFd: number, buf: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_SET_FPU", buf);
+}
+
+/**
+ * KVM_GET_XSAVE (api.rst 4.42, needs KVM_CAP_XSAVE): the vCPU's XSAVE area
+ * in the standard (non-compacted) format, 4096 bytes. For guests whose
+ * state is larger (AMX), use {@linkcode getXsave2}.
+ */
+export function getXsave(
+  vcpuFd: number,
+  buf: Uint8Array = new Uint8Array(KVM_XSAVE_STRUCT.size),
+): Uint8Array {
+  if (buf.length < KVM_XSAVE_STRUCT.size) throw new Error("KVM_GET_XSAVE needs 4096 bytes");
+  ioctlBuf(vcpuFd, "KVM_GET_XSAVE", buf);
+  return buf;
+}
+
+/**
+ * KVM_GET_XSAVE2 (api.rst 4.134, needs KVM_CAP_XSAVE2): as KVM_GET_XSAVE,
+ * but fills as many bytes as KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) returned
+ * on the VM; `buf` must be at least that long.
+ */
+export function getXsave2(vcpuFd: number, buf: Uint8Array): Uint8Array {
+  if (buf.length < KVM_XSAVE_STRUCT.size) throw new Error("KVM_GET_XSAVE2 needs >= 4096 bytes");
+  ioctlBuf(vcpuFd, "KVM_GET_XSAVE2", buf);
+  return buf;
+}
+
+/** KVM_SET_XSAVE (api.rst 4.43): reads 4096 bytes, or the KVM_CAP_XSAVE2 size when larger. */
+export function setXsave(vcpuFd: number, buf: Uint8Array): void {
+  if (buf.length < KVM_XSAVE_STRUCT.size) throw new Error("KVM_SET_XSAVE needs >= 4096 bytes");
+  ioctlBuf(vcpuFd, "KVM_SET_XSAVE", buf);
+}
+
+/** One extended control register (XCR0 is number 0). */
+export interface Xcr {
+  readonly xcr: number;
+  readonly value: bigint;
+}
+
+/** KVM_GET_XCRS (api.rst 4.44, needs KVM_CAP_XCRS). */
+export function getXcrs(vcpuFd: number): Xcr[] {
+  const buf = new Uint8Array(KVM_XCRS_STRUCT.size);
+  const dv = new DataView(buf.buffer);
+  ioctlBuf(vcpuFd, "KVM_GET_XCRS", buf);
+  const n = Math.min(dv.getUint32(KVM_XCRS_STRUCT.o.nrXcrs, true), 16);
+  const out: Xcr[] = [];
+  for (let i = 0; i < n; i++) {
+    const at = KVM_XCRS_STRUCT.o.xcrs + i * KVM_XCR_STRUCT.size;
+    out.push({
+      xcr: dv.getUint32(at + KVM_XCR_STRUCT.o.xcr, true),
+      value: dv.getBigUint64(at + KVM_XCR_STRUCT.o.value, true),
+    });
+  }
+  return out;
+}
+
+/**
+ * KVM_SET_XCRS (api.rst 4.45). KVM checks each value as XSETBV would and
+ * fails with EINVAL for one the vCPU cannot take.
+ */
+export function setXcrs(vcpuFd: number, xcrs: readonly Xcr[]): void {
+  if (xcrs.length > 16) throw new Error("KVM_SET_XCRS takes at most 16 registers");
+  const buf = new Uint8Array(KVM_XCRS_STRUCT.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(KVM_XCRS_STRUCT.o.nrXcrs, xcrs.length, true);
+  xcrs.forEach((x, i) => {
+    const at = KVM_XCRS_STRUCT.o.xcrs + i * KVM_XCR_STRUCT.size;
+    dv.setUint32(at + KVM_XCR_STRUCT.o.xcr, x.xcr, true);
+    dv.setBigUint64(at + KVM_XCR_STRUCT.o.value, BigInt.asUintN(64, x.value), true);
+  });
+  ioctlBuf(vcpuFd, "KVM_SET_XCRS", buf);
+}
+
+/**
+ * KVM_GET_MSRS on a vCPU (api.rst 4.18): the values of `indices`, in order.
+ * KVM stops at the first MSR it does not know, so the result can be shorter
+ * than `indices` (empty when the first is unknown).
+ */
+export function getMsrs(vcpuFd: number, indices: readonly number[]): bigint[] {
+  const E = KVM_MSR_ENTRY_STRUCT;
+  const buf = new Uint8Array(KVM_MSRS_STRUCT.size + indices.length * E.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(KVM_MSRS_STRUCT.o.nmsrs, indices.length, true);
+  indices.forEach((index, i) => {
+    dv.setUint32(KVM_MSRS_STRUCT.o.entries + i * E.size + E.o.index, index >>> 0, true);
+  });
+  const n = ioctlBuf(vcpuFd, "KVM_GET_MSRS", buf);
+  const out: bigint[] = [];
+  for (let i = 0; i < n && i < indices.length; i++) {
+    out.push(dv.getBigUint64(KVM_MSRS_STRUCT.o.entries + i * E.size + E.o.data, true));
+  }
+  return out;
+}
+
+/**
+ * KVM_SET_MSRS on a vCPU (api.rst 4.19): returns how many were set; KVM
+ * stops at the first MSR it does not know or whose value it refuses.
+ */
+export function setMsrs(
+  vcpuFd: number,
+  entries: readonly { readonly index: number; readonly value: bigint }[],
+): number {
+  const E = KVM_MSR_ENTRY_STRUCT;
+  const buf = new Uint8Array(KVM_MSRS_STRUCT.size + entries.length * E.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(KVM_MSRS_STRUCT.o.nmsrs, entries.length, true);
+  entries.forEach((e, i) => {
+    const at = KVM_MSRS_STRUCT.o.entries + i * E.size;
+    dv.setUint32(at + E.o.index, e.index >>> 0, true);
+    dv.setBigUint64(at + E.o.data, BigInt.asUintN(64, e.value), true);
+  });
+  return ioctlBuf(vcpuFd, "KVM_SET_MSRS", buf);
+}
+
+/** The debug registers (struct kvm_debugregs). */
+export interface DebugRegs {
+  /** DR0-DR3. */
+  readonly db: readonly bigint[];
+  readonly dr6: bigint;
+  readonly dr7: bigint;
+}
+
+/** KVM_GET_DEBUGREGS (api.rst 4.34, needs KVM_CAP_DEBUGREGS). */
+export function getDebugregs(vcpuFd: number): DebugRegs {
+  const S = KVM_DEBUGREGS_STRUCT;
+  const buf = new Uint8Array(S.size);
+  const dv = new DataView(buf.buffer);
+  ioctlBuf(vcpuFd, "KVM_GET_DEBUGREGS", buf);
+  return {
+    db: [0, 1, 2, 3].map((i) => dv.getBigUint64(S.o.db + 8 * i, true)),
+    dr6: dv.getBigUint64(S.o.dr6, true),
+    dr7: dv.getBigUint64(S.o.dr7, true),
+  };
 }
 
 /** KVM_SET_CPUID2: the CPUID table this vCPU's guest sees. */

@@ -74,8 +74,14 @@ export const KVM_RUN_STRUCT = struct("kvm_run", 2352, {
   msrReason: ["msr.reason", 40],
   msrIndex: ["msr.index", 44],
   msrData: ["msr.data", 48],
+  emulationFailureFlags: ["emulation_failure.flags", 40],
+  emulationFailureInsnSize: ["emulation_failure.insn_size", 48],
+  emulationFailureInsnBytes: ["emulation_failure.insn_bytes", 49],
   kvmValidRegs: ["kvm_valid_regs", 288],
   kvmDirtyRegs: ["kvm_dirty_regs", 296],
+  syncRegs: ["s.regs.regs", 304],
+  syncSregs: ["s.regs.sregs", 448],
+  syncEvents: ["s.regs.events", 760],
 });
 
 /** struct kvm_regs: 18 general registers, each a u64, in this order. */
@@ -281,6 +287,28 @@ export const KVM_FPU_STRUCT = struct("kvm_fpu", 416, {
   mxcsr: ["mxcsr", 408],
 });
 
+/**
+ * struct kvm_xsave: the vCPU's XSAVE area in the standard (non-compacted)
+ * format (api.rst 4.42 KVM_GET_XSAVE). 4096 bytes; with KVM_CAP_XSAVE2 a
+ * larger buffer of the size that capability returns (api.rst 4.134).
+ */
+export const KVM_XSAVE_STRUCT = struct("kvm_xsave", 4096, {
+  region: ["region", 0],
+});
+
+/** struct kvm_xcr: one extended control register (api.rst 4.44 KVM_GET_XCRS). */
+export const KVM_XCR_STRUCT = struct("kvm_xcr", 16, {
+  xcr: ["xcr", 0],
+  value: ["value", 8],
+});
+
+/** struct kvm_xcrs: up to KVM_MAX_XCRS (16) kvm_xcr entries. */
+export const KVM_XCRS_STRUCT = struct("kvm_xcrs", 392, {
+  nrXcrs: ["nr_xcrs", 0],
+  flags: ["flags", 4],
+  xcrs: ["xcrs", 8],
+});
+
 /** struct kvm_debugregs: DR0-3, DR6, DR7. */
 export const KVM_DEBUGREGS_STRUCT = struct("kvm_debugregs", 128, {
   db: ["db", 0],
@@ -363,6 +391,9 @@ export const ALL_STRUCTS: readonly StructLayout[] = [
   KVM_IRQ_ROUTING_ENTRY_STRUCT,
   KVM_ENABLE_CAP_STRUCT,
   KVM_FPU_STRUCT,
+  KVM_XSAVE_STRUCT,
+  KVM_XCR_STRUCT,
+  KVM_XCRS_STRUCT,
   KVM_DEBUGREGS_STRUCT,
   KVM_GUEST_DEBUG_STRUCT,
   KVM_CLOCK_DATA_STRUCT,
@@ -444,6 +475,11 @@ export const IOCTL = Object.freeze({
   KVM_SET_PIT2: iow(0xa0, KVM_PIT_STATE2_STRUCT.size),
   KVM_GET_DEBUGREGS: ior(0xa1, KVM_DEBUGREGS_STRUCT.size),
   KVM_SET_DEBUGREGS: iow(0xa2, KVM_DEBUGREGS_STRUCT.size),
+  KVM_GET_XSAVE: ior(0xa4, KVM_XSAVE_STRUCT.size),
+  KVM_SET_XSAVE: iow(0xa5, KVM_XSAVE_STRUCT.size),
+  KVM_GET_XCRS: ior(0xa6, KVM_XCRS_STRUCT.size),
+  KVM_SET_XCRS: iow(0xa7, KVM_XCRS_STRUCT.size),
+  KVM_GET_XSAVE2: ior(0xcf, KVM_XSAVE_STRUCT.size),
 });
 
 /** The name of an ioctl. */
@@ -512,6 +548,14 @@ export const KVM_CAP = Object.freeze({
   IMMEDIATE_EXIT: 136,
   MAX_VCPU_ID: 128,
   X86_USER_SPACE_MSR: 188,
+  VCPU_EVENTS: 41,
+  DEBUGREGS: 50,
+  XSAVE: 55,
+  XCRS: 56,
+  SYNC_REGS: 74,
+  EXCEPTION_PAYLOAD: 164,
+  EXIT_ON_EMULATION_FAILURE: 204,
+  XSAVE2: 208,
 });
 
 /** MP states (KVM_GET/SET_MP_STATE). */
@@ -540,6 +584,21 @@ export const KVM_VCPUEVENT_VALID_NMI_PENDING = 0x1;
 export const KVM_VCPUEVENT_VALID_SIPI_VECTOR = 0x2;
 /** kvm_vcpu_events.flags bits. */
 export const KVM_VCPUEVENT_VALID_SHADOW = 0x4;
+/** kvm_vcpu_events.flags bits. */
+export const KVM_VCPUEVENT_VALID_SMM = 0x8;
+/** kvm_vcpu_events.flags bits: exception.pending and the payload fields are valid. */
+export const KVM_VCPUEVENT_VALID_PAYLOAD = 0x10;
+/** kvm_vcpu_events.flags bits. */
+export const KVM_VCPUEVENT_VALID_TRIPLE_FAULT = 0x20;
+
+/** kvm_run.kvm_valid_regs / kvm_dirty_regs bits (api.rst 5, "kvm_valid_regs"; KVM_CAP_SYNC_REGS). */
+export const KVM_SYNC_X86 = Object.freeze({ REGS: 1, SREGS: 2, EVENTS: 4 });
+
+/** kvm_run.emulation_failure.flags: insn_size and insn_bytes are valid. */
+export const KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES = 1;
+
+/** XCR0 is XCR number 0 in struct kvm_xcr. */
+export const XCR_XFEATURE_ENABLED_MASK = 0;
 
 /** kvm_cpuid_entry2.flags: the leaf has subleaves selected by ECX. */
 export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1;

@@ -32,6 +32,7 @@ const SYMBOLS = {
     result: "pointer",
   },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
   /** syscall(nr, a0, a1, a2): gettid and tgkill have no glibc 2.36 wrapper in every build */
@@ -49,6 +50,8 @@ export const PROT_NONE = 0;
 export const PROT_READ = 1;
 /** Pages may be written. */
 export const PROT_WRITE = 2;
+/** Pages may be executed. */
+export const PROT_EXEC = 4;
 /** Changes are shared (used for the kvm_run page of a vCPU fd). */
 export const MAP_SHARED = 0x01;
 /** Changes are private. */
@@ -202,4 +205,73 @@ export function cString(s: string): Uint8Array {
   const out = new Uint8Array(bytes.length + 1);
   out.set(bytes);
   return out;
+}
+
+/**
+ * x86-64 machine code for `void cpuid(u32 leaf, u32 subleaf, u32 out[4])`
+ * (System V: edi = leaf, esi = subleaf, rdx = out; RBX is callee-saved and
+ * CPUID writes it, so it is saved around the instruction).
+ */
+const CPUID_STUB = Uint8Array.of(
+  0x53, // push rbx
+  0x49,
+  0x89,
+  0xd0, // mov r8, rdx
+  0x89,
+  0xf8, // mov eax, edi
+  0x89,
+  0xf1, // mov ecx, esi
+  0x0f,
+  0xa2, // cpuid
+  0x41,
+  0x89,
+  0x00, // mov [r8], eax
+  0x41,
+  0x89,
+  0x58,
+  0x04, // mov [r8+4], ebx
+  0x41,
+  0x89,
+  0x48,
+  0x08, // mov [r8+8], ecx
+  0x41,
+  0x89,
+  0x50,
+  0x0c, // mov [r8+12], edx
+  0x5b, // pop rbx
+  0xc3, // ret
+);
+
+const CPUID_FN = { parameters: ["u32", "u32", "buffer"], result: "void" } as const;
+let cpuidFn: Deno.UnsafeFnPointer<typeof CPUID_FN> | undefined;
+const cpuidOut = new Uint32Array(4);
+
+/**
+ * CPUID as this host's user space sees it: [eax, ebx, ecx, edx]. A page is
+ * written with {@linkcode CPUID_STUB}, then made read+execute (never
+ * writable and executable at once), once per thread.
+ */
+export function hostCpuid(leaf: number, subleaf: number): [number, number, number, number] {
+  if (!cpuidFn) {
+    const c = libc();
+    const MAP_FAILED = 0xffffffffffffffffn;
+    const page = c.fn.mmap(
+      null,
+      4096n,
+      PROT_READ | PROT_WRITE,
+      MAP_PRIVATE | MAP_ANONYMOUS,
+      -1,
+      0n,
+    );
+    if (page === null || Deno.UnsafePointer.value(page) === MAP_FAILED) {
+      throw new Error(`hostCpuid: mmap failed: ${c.strerror(c.errno())}`);
+    }
+    new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(page, 4096)).set(CPUID_STUB);
+    if (c.fn.mprotect(page, 4096n, PROT_READ | PROT_EXEC) !== 0) {
+      throw new Error(`hostCpuid: mprotect failed: ${c.strerror(c.errno())}`);
+    }
+    cpuidFn = new Deno.UnsafeFnPointer(page as Deno.PointerObject<typeof CPUID_FN>, CPUID_FN);
+  }
+  cpuidFn.call(leaf >>> 0, subleaf >>> 0, new Uint8Array(cpuidOut.buffer));
+  return [cpuidOut[0], cpuidOut[1], cpuidOut[2], cpuidOut[3]];
 }

@@ -18,9 +18,25 @@ import type { RamRange } from "../lib/layout.ts";
 import { attachAll, type VmShared } from "../lib/host.ts";
 import { VCPU_REQUEST, VcpuControl, VmControl } from "../lib/vm_control.ts";
 import type { DeviceSpec } from "../devices/registry.ts";
-import { EAGAIN, EINTR, libc } from "./libc.ts";
-import { getRegs, getSregs, mapRunPage, translate, unmapRunPage } from "./kvm.ts";
-import { IOCTL, KVM_EXIT_NAMES, KVM_INTERNAL_ERROR, KVM_RUN_STRUCT } from "./kvm_abi.ts";
+import { EAGAIN, EINTR, hostCpuid, libc } from "./libc.ts";
+import {
+  checkExtension,
+  type CpuidEntry,
+  getRegs,
+  getSregs,
+  mapRunPage,
+  translate,
+  unmapRunPage,
+} from "./kvm.ts";
+import { IOCTL, KVM_CAP, KVM_EXIT_NAMES, KVM_INTERNAL_ERROR, KVM_RUN_STRUCT } from "./kvm_abi.ts";
+import { hostAtomics } from "./atomic.ts";
+import {
+  emulationFailureBytes,
+  FallbackEmulator,
+  GuestPhysicalMemory,
+  KvmCpuState,
+  SYNC_ALL,
+} from "./fallback.ts";
 import { decodeExit, type IoExit, type MmioExit } from "./exits.ts";
 import { formatRegisters } from "./regs.ts";
 import type { GuestMemory } from "../lib/guest_memory.ts";
@@ -41,6 +57,8 @@ export interface VcpuWorkerInit {
     readonly ranges: readonly RamRange[];
   };
   readonly devices: readonly DeviceSpec[];
+  /** The CPUID table given to this vCPU (KVM_SET_CPUID2), for the instruction emulator. */
+  readonly cpuid: readonly CpuidEntry[];
 }
 
 /** Messages a vCPU Worker posts to the main thread. */
@@ -109,6 +127,7 @@ function start(init: VcpuWorkerInit): void {
   const S_INTERNAL = VcpuControl.slot("internal_error");
   const S_OTHER = VcpuControl.slot("other");
   const S_UNCLAIMED = VcpuControl.slot("unclaimed");
+  const S_FALLBACK = VcpuControl.slot("fallback");
 
   const seenUnclaimed = new Set<string>();
   const vmc = new VmControl(init.shared.control);
@@ -138,6 +157,27 @@ function start(init: VcpuWorkerInit): void {
   const fd = init.vcpuFd;
   const runIoctl = IOCTL.KVM_RUN;
   const ioctl = c.fn.ioctl;
+
+  // The fallback instruction emulator (cpu/fallback.ts, with the executor of
+  // cpu/x86/exec.ts, part of this module's static graph: it loads while the
+  // main thread builds the machine, the Workers being spawned ahead). With KVM_CAP_SYNC_REGS,
+  // after the first fallback KVM copies regs, sregs and events into the run page
+  // at every exit (api.rst 5, "kvm_valid_regs"), so later fallbacks need no
+  // ioctl to read or write them.
+  const syncCap = checkExtension(init.shared.vmFd, KVM_CAP.SYNC_REGS);
+  const sync = (syncCap & SYNC_ALL) === SYNC_ALL ? page : null;
+  const fallback = new FallbackEmulator({
+    index: init.index,
+    cpu: new KvmCpuState({
+      fd,
+      vmFd: init.shared.vmFd,
+      sync,
+      cpuid: init.cpuid,
+      hostCpuid,
+    }),
+    memory: new GuestPhysicalMemory(memory, init.memory.base, mmio, hostAtomics),
+  });
+  const fallbacks = control.fallbacks;
 
   control.tid = c.gettid();
   post({ type: "ready", index: init.index });
@@ -244,9 +284,29 @@ function start(init: VcpuWorkerInit): void {
           );
           return;
         case "internal-error": {
+          if (exit.suberror === KVM_INTERNAL_ERROR.EMULATION) {
+            const t0 = performance.now();
+            const outcome = fallback.handle(emulationFailureBytes(run, view));
+            if (outcome.kind === "resumed") {
+              stats[S_FALLBACK]++;
+              fallbacks.record(outcome.label, (performance.now() - t0) * 1e6);
+              break;
+            }
+            stats[S_INTERNAL]++;
+            suspend(
+              outcome.suspend,
+              `${outcome.message}\n(after a KVM internal error: instruction emulation failed)\n${
+                vcpuState(fd, memory, true)
+              }`,
+            );
+            return;
+          }
           stats[S_INTERNAL]++;
-          const what = exit.suberror === KVM_INTERNAL_ERROR.EMULATION
-            ? "instruction emulation failed"
+          // The other suberrors (api.rst 5, KVM_EXIT_INTERNAL_ERROR): nothing to fall back on.
+          const what = exit.suberror === KVM_INTERNAL_ERROR.SIMUL_EX
+            ? "an exception while delivering an exception"
+            : exit.suberror === KVM_INTERNAL_ERROR.DELIVERY_EV
+            ? "event delivery failed"
             : `suberror ${exit.suberror}`;
           const data = exit.data.length ? ` [${exit.data.map((d) => hex(d)).join(", ")}]` : "";
           suspend(
@@ -311,6 +371,16 @@ function start(init: VcpuWorkerInit): void {
     } catch (e) {
       const err = e as Error;
       vmc.requestSuspend({ kind: "error", message: `vcpu ${init.index}: ${err.message}` });
+    }
+    try {
+      // State an emulated instruction left for the next KVM_RUN is applied now:
+      // the main thread may read or set the registers before that run.
+      fallback.cpu.flush();
+    } catch (e) {
+      vmc.requestSuspend({
+        kind: "error",
+        message: `vcpu ${init.index}: cannot write back emulated state: ${(e as Error).message}`,
+      });
     }
     control.markSuspend(c.monotonicNs(init.shared.clockBaseSec));
     control.setState(vmc.suspending ? "suspended" : "paused");

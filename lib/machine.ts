@@ -568,6 +568,7 @@ export class Machine {
           shared,
           memory: { base: this.memory.base, span: this.memory.span, ranges: this.layout.ram },
           devices: this.specs,
+          cpuid: this.#cpuids[i],
         };
         vcpuWorkers[i].postMessage(init);
         const run = mapRunPage(fd, this.#runSize);

@@ -17,9 +17,10 @@ import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
 import type { VmConfig } from "./config.ts";
 import { type BuildOptions, Machine, type VcpuHandle } from "./machine.ts";
 import type { PrespawnedWorkers } from "./workers.ts";
-import { VCPU_REQUEST, VcpuControl, type VcpuStatName } from "./vm_control.ts";
+import { type FallbackCount, VCPU_REQUEST, VcpuControl, type VcpuStatName } from "./vm_control.ts";
 
 const log = getLogger(["dhyve", "vm"]);
+const progressLog = getLogger(["dhyve", "progress"]);
 
 /** bhyve's exit statuses by suspend kind (debug-exit carries its own). */
 export const EXIT_STATUS: Readonly<Record<Exclude<SuspendKind, "debug-exit">, number>> = Object
@@ -45,10 +46,45 @@ export interface VcpuStats {
   readonly apicId: number;
   readonly state: string;
   readonly exits: Readonly<Record<VcpuStatName, number>>;
+  /**
+   * Instructions KVM could not emulate that dhyve emulated (cpu/fallback.ts),
+   * by mnemonic (an exception name when nothing decoded): count and time spent.
+   */
+  readonly fallbacks: Readonly<Record<string, FallbackCount>>;
   /** Wall-clock ms (performance.timeOrigin-based) of the first KVM_RUN. */
   readonly firstRunWallMs: number;
   /** Nanoseconds from the first KVM_RUN to leaving the run loop. */
   readonly runNs: number;
+}
+
+/**
+ * Adds the fallback counts of `from` into `into` (by mnemonic).
+ */
+function addFallbacks(
+  into: Map<string, { count: number; ms: number }>,
+  from: Readonly<Record<string, FallbackCount>>,
+): void {
+  for (const [name, c] of Object.entries(from)) {
+    const t = into.get(name) ?? { count: 0, ms: 0 };
+    t.count += c.count;
+    t.ms += c.ms;
+    into.set(name, t);
+  }
+}
+
+/**
+ * One line for the log: `fallbacks: clac 1480 (31 ms), int3 12 (0.4 ms)`,
+ * most frequent first; undefined when there were none.
+ */
+export function formatFallbackSummary(
+  counts: Readonly<Record<string, FallbackCount>>,
+): string | undefined {
+  const entries = Object.entries(counts).sort((a, b) => b[1].count - a[1].count);
+  if (entries.length === 0) return undefined;
+  const ms = (v: number) => (v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2));
+  return `fallbacks: ${
+    entries.map(([name, c]) => `${name} ${c.count} (${ms(c.ms)} ms)`).join(", ")
+  }`;
 }
 
 /** Options for {@linkcode Vm.create}. */
@@ -57,6 +93,35 @@ export interface VmOptions extends BuildOptions {
   readonly workers?: PrespawnedWorkers;
   /** How long to wait for the vCPUs and the timer thread to stop after a suspend (ms). */
   readonly stopTimeoutMs?: number;
+  /**
+   * Every this many ms while the VM runs, log a status line at info level
+   * on the `["dhyve", "progress"]` logger (stderr, never the guest's
+   * console): elapsed time, exits per second, fallbacks so far. 0 (the
+   * default) for none. A Linux boot takes minutes here; `up -v` shows it.
+   */
+  readonly progressMs?: number;
+}
+
+/** One sample of a running VM's counters, for the progress line. */
+export interface ProgressSample {
+  /** ms since the VM started (performance.now() based). */
+  readonly ms: number;
+  /** Exits of every vCPU so far, this instance. */
+  readonly exits: number;
+  /** Fallbacks of every vCPU so far, across resets in place. */
+  readonly fallbacks: number;
+}
+
+/**
+ * The progress line from two samples: `up 42s: 1234 exits/s, fallbacks
+ * 5678 (+120/s)`. The rates are over the interval between the samples.
+ */
+export function formatProgress(prev: ProgressSample, cur: ProgressSample): string {
+  const dt = Math.max(1, cur.ms - prev.ms) / 1000;
+  const rate = (a: number, b: number) => Math.max(0, Math.round((b - a) / dt));
+  return `up ${Math.round(cur.ms / 1000)}s: ${
+    rate(prev.exits, cur.exits)
+  } exits/s, fallbacks ${cur.fallbacks} (+${rate(prev.fallbacks, cur.fallbacks)}/s)`;
 }
 
 /** The exit status of a suspend request. */
@@ -77,11 +142,16 @@ export class Vm {
   /** The machine: memory, devices, vCPUs. */
   readonly machine: Machine;
   readonly #stopTimeoutMs: number;
+  readonly #progressMs: number;
+  #progressTimer: ReturnType<typeof setInterval> | undefined;
+  #startedAt = 0;
   #started = false;
   #finished: Promise<VmExit> | undefined;
   #closed = false;
   #resets = 0;
   #finalStats: VcpuStats[] | undefined;
+  /** Fallback counts of the instances a reset in place has replaced. */
+  readonly #earlierFallbacks = new Map<string, { count: number; ms: number }>();
   /** A host request (poweroff, ...) that came while a guest reset was being handled. */
   #hostRequest: SuspendRequest | undefined;
   /** Exits of all vCPUs at the last halt check. */
@@ -96,6 +166,7 @@ export class Vm {
   private constructor(machine: Machine, options: VmOptions) {
     this.machine = machine;
     this.#stopTimeoutMs = options.stopTimeoutMs ?? 5000;
+    this.#progressMs = options.progressMs ?? 0;
     this.#bindWorkers();
   }
 
@@ -140,7 +211,26 @@ export class Vm {
     if (this.#started) throw new Error("VM already started");
     this.#started = true;
     if (signalUsers++ === 0) Deno.addSignalListener("SIGUSR2", noop);
+    this.#startedAt = performance.now();
+    if (this.#progressMs > 0) {
+      let prev = this.progress();
+      this.#progressTimer = setInterval(() => {
+        const cur = this.progress();
+        progressLog.info("{line}", { line: formatProgress(prev, cur) });
+        prev = cur;
+      }, this.#progressMs);
+    }
     await (this.#starting = this.#startVcpus());
+  }
+
+  /** The counters the progress line is made of, now. */
+  progress(): ProgressSample {
+    const exits = VcpuControl.slot("exits");
+    let n = 0;
+    for (const v of this.machine.currentVcpus) n += v.control.stats[exits];
+    let fallbacks = 0;
+    for (const c of Object.values(this.fallbackSummary())) fallbacks += c.count;
+    return { ms: this.#startedAt ? performance.now() - this.#startedAt : 0, exits: n, fallbacks };
   }
 
   async #startVcpus(): Promise<void> {
@@ -284,9 +374,22 @@ export class Vm {
       apicId: v.place.apicId,
       state: v.control.state,
       exits: v.control.snapshotStats(),
+      fallbacks: v.control.fallbacks.snapshot(),
       firstRunWallMs: v.control.firstRunWallMs,
       runNs: v.control.suspendNs > 0 ? v.control.suspendNs - v.control.firstRunNs : 0,
     }));
+  }
+
+  /**
+   * Instruction-emulator fallbacks of the whole run, all vCPUs together and
+   * across resets in place: count and milliseconds by mnemonic.
+   */
+  fallbackSummary(): Record<string, FallbackCount> {
+    const total = new Map(
+      [...this.#earlierFallbacks].map(([k, v]) => [k, { ...v }] as const),
+    );
+    for (const v of this.stats()) addFallbacks(total, v.fallbacks);
+    return Object.fromEntries(total);
   }
 
   /** Resolves when the VM has suspended and everything is released. */
@@ -323,6 +426,7 @@ export class Vm {
         if (req.kind === "reset" && this.machine.config.vm.onReset === "restart" && !host) {
           // A reboot in place: a new KVM instance over the same RAM mapping and device state.
           this.#resets++;
+          for (const v of this.#finalStats) addFallbacks(this.#earlierFallbacks, v.fallbacks);
           log.info("{cause}: restarting the VM", { cause: req.message ?? "reset" });
           await this.machine.reset();
           this.#bindWorkers();
@@ -344,6 +448,8 @@ export class Vm {
         const props = { message: final.message ?? final.kind };
         if (final.kind === "error" || final.kind === "triple-fault") log.error("{message}", props);
         else log.info("{message}", props);
+        const summary = formatFallbackSummary(this.fallbackSummary());
+        if (summary) log.debug("{summary}", { summary });
         return exit;
       }
     } finally {
@@ -403,6 +509,7 @@ export class Vm {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#progressTimer);
     this.machine.close();
     if (this.#started && --signalUsers === 0) Deno.removeSignalListener("SIGUSR2", noop);
   }

@@ -149,6 +149,7 @@ export const VCPU_STATS = [
   "internal_error",
   "other",
   "unclaimed",
+  "fallback",
 ] as const;
 /** A statistics slot name. */
 export type VcpuStatName = typeof VCPU_STATS[number];
@@ -163,6 +164,96 @@ const V_FIRST_RUN = VCPU_STATS.length; // wall-clock ms (performance.timeOrigin 
 const V_FIRST_RUN_NS = V_FIRST_RUN + 1; // CLOCK_MONOTONIC ns of the first KVM_RUN
 const V_SUSPEND_NS = V_FIRST_RUN + 2; // CLOCK_MONOTONIC ns when the vCPU left its run loop
 const V_F64 = V_FIRST_RUN + 3;
+const V_STATS_BYTES = V_WORDS * 4 + V_F64 * 8;
+
+/** Slots of the per-mnemonic fallback table; the last one counts everything past it. */
+export const FALLBACK_SLOTS = 64;
+/** Bytes of a mnemonic name in the table (UTF-8, longer names are cut). */
+const FALLBACK_NAME_BYTES = 31;
+const FB_HEADER = 8; // Int32: slots in use, then padding
+const FB_NAMES = FB_HEADER; // per slot: 1 length byte + name
+const FB_NUMBERS = FB_NAMES + FALLBACK_SLOTS * (FALLBACK_NAME_BYTES + 1); // per slot: count, ns (f64)
+const FB_BYTES = FB_NUMBERS + FALLBACK_SLOTS * 16;
+/** The name the last slot counts under once the others are taken. */
+export const FALLBACK_OVERFLOW = "(other)";
+
+/** Fallback counts of one mnemonic: how many, and the time spent in dhyve for them. */
+export interface FallbackCount {
+  readonly count: number;
+  /** Milliseconds spent handling them (from KVM_RUN returning to entering it again). */
+  readonly ms: number;
+}
+
+/**
+ * A vCPU's instruction-emulator fallbacks by mnemonic, in shared memory:
+ * the vCPU thread is the only writer and the main thread can read it at
+ * any time, also after the thread is gone (a report, a reset in place). A
+ * slot's name is written before the slot count that publishes it is
+ * stored, and never changes after.
+ */
+export class FallbackCounters {
+  readonly #used: Int32Array;
+  readonly #names: Uint8Array;
+  readonly #numbers: Float64Array;
+  /** Writer side: name -> slot. */
+  readonly #slots = new Map<string, number>();
+
+  /** Binds the table at `offset` (8-aligned) of `buffer`. */
+  constructor(buffer: SharedArrayBuffer, offset: number) {
+    this.#used = new Int32Array(buffer, offset, 2);
+    this.#names = new Uint8Array(
+      buffer,
+      offset + FB_NAMES,
+      FALLBACK_SLOTS * (FALLBACK_NAME_BYTES + 1),
+    );
+    this.#numbers = new Float64Array(buffer, offset + FB_NUMBERS, FALLBACK_SLOTS * 2);
+  }
+
+  /** Bytes the table takes. */
+  static readonly bytes: number = FB_BYTES;
+
+  /** Counts one fallback of `name` that took `ns` nanoseconds (vCPU thread only). */
+  record(name: string, ns: number): void {
+    let slot = this.#slots.get(name);
+    if (slot === undefined) {
+      const used = Atomics.load(this.#used, 0);
+      if (used < FALLBACK_SLOTS - 1) {
+        slot = used;
+        this.#writeName(slot, name);
+        Atomics.store(this.#used, 0, used + 1);
+      } else {
+        slot = FALLBACK_SLOTS - 1;
+        if (used === FALLBACK_SLOTS - 1) {
+          this.#writeName(slot, FALLBACK_OVERFLOW);
+          Atomics.store(this.#used, 0, FALLBACK_SLOTS);
+        }
+      }
+      this.#slots.set(name, slot);
+    }
+    this.#numbers[2 * slot]++;
+    this.#numbers[2 * slot + 1] += ns;
+  }
+
+  #writeName(slot: number, name: string): void {
+    const at = slot * (FALLBACK_NAME_BYTES + 1);
+    const bytes = new TextEncoder().encode(name).subarray(0, FALLBACK_NAME_BYTES);
+    this.#names.set(bytes, at + 1);
+    this.#names[at] = bytes.length;
+  }
+
+  /** The counts by name, in the order first seen. */
+  snapshot(): Record<string, FallbackCount> {
+    const out: Record<string, FallbackCount> = {};
+    const used = Math.min(Atomics.load(this.#used, 0), FALLBACK_SLOTS);
+    const dec = new TextDecoder();
+    for (let i = 0; i < used; i++) {
+      const at = i * (FALLBACK_NAME_BYTES + 1);
+      const name = dec.decode(this.#names.slice(at + 1, at + 1 + this.#names[at]));
+      out[name] = { count: this.#numbers[2 * i], ms: this.#numbers[2 * i + 1] / 1e6 };
+    }
+    return out;
+  }
+}
 
 /** One vCPU's shared control words and statistics. */
 export class VcpuControl {
@@ -171,12 +262,15 @@ export class VcpuControl {
   readonly #w: Int32Array;
   /** Statistics and timestamps; the owning vCPU thread is the only writer. */
   readonly stats: Float64Array;
+  /** Instruction-emulator fallbacks by mnemonic; the owning vCPU thread is the only writer. */
+  readonly fallbacks: FallbackCounters;
 
   /** Creates a fresh block, or binds one received from another thread. */
   constructor(buffer?: SharedArrayBuffer) {
-    this.buffer = buffer ?? new SharedArrayBuffer(V_WORDS * 4 + V_F64 * 8);
+    this.buffer = buffer ?? new SharedArrayBuffer(V_STATS_BYTES + FallbackCounters.bytes);
     this.#w = new Int32Array(this.buffer, 0, V_WORDS);
     this.stats = new Float64Array(this.buffer, V_WORDS * 4, V_F64);
+    this.fallbacks = new FallbackCounters(this.buffer, V_STATS_BYTES);
   }
 
   /** The vCPU's state. */
