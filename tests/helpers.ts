@@ -12,8 +12,26 @@ export const MAIN: string = new URL("main.ts", ROOT).pathname;
 /** The demo VM definition (configs/demo.toml). */
 export const DEMO: string = new URL("configs/demo.toml", ROOT).pathname;
 
-/** A flat test guest: real mode (tests/guests/rm) or 32-bit protected mode (tests/guests/pm). */
-export type FlatGuestName = `rm/${string}` | `pm/${string}`;
+/**
+ * A flat test guest: real mode (tests/guests/rm), 32-bit protected mode
+ * (tests/guests/pm) or 64-bit long mode (tests/guests/lm).
+ */
+export type FlatGuestName = `rm/${string}` | `pm/${string}` | `lm/${string}`;
+
+/** The raw entry mode of a flat test guest: `long64` for lm/, `prot32` for pm/, else `real16`. */
+export function flatGuestEntry(name: FlatGuestName): "real16" | "prot32" | "long64" {
+  return name.startsWith("lm/") ? "long64" : name.startsWith("pm/") ? "prot32" : "real16";
+}
+
+/** Machine options of a flat test guest's VM definition. */
+export interface FlatVmOptions {
+  /** vCPUs (`[cpu] cpus`); omitted: one, and `extra` may then hold its own `[cpu]` table. */
+  readonly cpus?: number;
+  /** `[memory] size`, "16M" by default. */
+  readonly memory?: string;
+  /** Replaces the guest's built bytes (a patched copy, say). */
+  readonly image?: Uint8Array;
+}
 
 /** What a dhyve run produced. */
 export interface RunResult {
@@ -45,16 +63,13 @@ export class Scratch {
   }
 
   /**
-   * Writes a flat test guest (`rm/<name>` or `pm/<name>`, see
+   * Writes a flat test guest (`rm/<name>`, `pm/<name>` or `lm/<name>`, see
    * {@link runFlatGuest}) and its VM definition ({@link flatGuestToml} with
-   * `extra`); returns the definition's path.
+   * `extra` and `opts`); returns the definition's path.
    */
-  async flatVm(name: FlatGuestName, extra = ""): Promise<string> {
-    const image = await this.write("guest.bin", await guestBytes(name));
-    return await this.write(
-      "vm.toml",
-      flatGuestToml(image, extra, name.startsWith("pm/") ? "prot32" : "real16"),
-    );
+  async flatVm(name: FlatGuestName, extra = "", opts: FlatVmOptions = {}): Promise<string> {
+    const image = await this.write("guest.bin", opts.image ?? await guestBytes(name));
+    return await this.write("vm.toml", flatGuestToml(image, extra, flatGuestEntry(name), opts));
   }
 
   /** Removes the directory. */
@@ -113,15 +128,20 @@ export async function dhyve(
   }
 }
 
-/** A raw VM definition for a flat guest at 0x10000 (real16 or prot32 entry). */
+/**
+ * A raw VM definition for a flat guest at 0x10000 (real16, prot32 or long64
+ * entry), with the debug-exit port at 0xf4 and `extra` appended.
+ */
 export function flatGuestToml(
   image: string,
   extra = "",
-  entry: "real16" | "prot32" = "real16",
+  entry: "real16" | "prot32" | "long64" = "real16",
+  opts: Pick<FlatVmOptions, "cpus" | "memory"> = {},
 ): string {
+  const cpu = opts.cpus === undefined ? "" : `[cpu]\ncpus = ${opts.cpus}\n`;
   return `[memory]
-size = "16M"
-[boot]
+size = "${opts.memory ?? "16M"}"
+${cpu}[boot]
 kind = "raw"
 image = "${image}"
 address = 0x10000
@@ -135,15 +155,17 @@ ${extra}`;
 
 /**
  * Boots a flat test guest and returns the run: `rm/<name>` (tests/guests/rm,
- * real mode) or `pm/<name>` (tests/guests/pm, 32-bit protected mode).
+ * real mode), `pm/<name>` (tests/guests/pm, 32-bit protected mode) or
+ * `lm/<name>` (tests/guests/lm, 64-bit long mode).
  */
 export async function runFlatGuest(
   name: FlatGuestName,
-  opts: { extra?: string; stdin?: string; timeoutMs?: number; args?: string[] } = {},
+  opts: FlatVmOptions & { extra?: string; stdin?: string; timeoutMs?: number; args?: string[] } =
+    {},
 ): Promise<RunResult> {
   const s = await Scratch.create();
   try {
-    const toml = await s.flatVm(name, opts.extra);
+    const toml = await s.flatVm(name, opts.extra, opts);
     return await dhyve(["up", ...(opts.args ?? []), toml], opts);
   } finally {
     await s.close();
@@ -170,3 +192,10 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefine
     clearTimeout(timer);
   }
 }
+
+/**
+ * Slow tests (a Linux boot, the decoder over a whole kernel) run only when
+ * DHYVE_SLOW_TESTS=1: opt-in for a local `deno task test`, always on in
+ * `.ci/run`. Use as `Deno.test({ name, ignore: !SLOW_TESTS, fn })`.
+ */
+export const SLOW_TESTS: boolean = Deno.env.get("DHYVE_SLOW_TESTS") === "1";

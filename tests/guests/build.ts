@@ -7,6 +7,8 @@
  * - `outloop` (tests/guests/outloop/): a flat 16-bit real-mode binary for the
  *   port I/O exit benchmark; load it at 0x10000 and enter with CS=0x1000,
  *   IP=0; patch the loop count at {@link OUTLOOP_COUNT_OFFSET}.
+ * - `rm/<name>`, `pm/<name>`, `lm/<name>`: small flat guests in real mode,
+ *   32-bit protected mode and 64-bit long mode (see {@link GuestName}).
  *
  * CLI:
  * - `deno run -A tests/guests/build.ts` builds all guests into
@@ -26,12 +28,33 @@
  * the small real-mode test guests `rm/<name>` (tests/guests/rm/<name>.S,
  * flat binaries loaded at 0x10000 and entered at CS=0x1000, IP=0) and the
  * 32-bit ones `pm/<name>` (tests/guests/pm/<name>.S, flat binaries linked and
- * loaded at 0x10000, entered in flat protected mode at 0x10000).
+ * loaded at 0x10000, entered in flat protected mode at 0x10000) and the
+ * 64-bit ones `lm/<name>` (tests/guests/lm/<name>.S, x86-64 flat binaries
+ * linked and loaded at 0x10000, entered by the raw payload's `long64` mode
+ * at 0x10000).
  */
-export type GuestName = "probe" | "outloop" | `rm/${string}` | `pm/${string}`;
+export type GuestName = "probe" | "outloop" | `rm/${string}` | `pm/${string}` | `lm/${string}`;
 
 /** Where the flat real-mode guests are loaded (entered at CS = REAL_MODE_LOAD >> 4, IP = 0). */
 export const REAL_MODE_LOAD = 0x10000;
+
+/** Where the flat protected- and long-mode guests are linked, loaded and entered. */
+export const FLAT_LOAD = 0x10000;
+
+/**
+ * The header of the `lm/fallback` guest (tests/guests/lm/fallback.S): the
+ * magic at `magicOffset`, then little-endian 64-bit words: the mask of
+ * checks to run (bit i runs check i of the guest's table), the iteration
+ * count of the two-vCPU cmpxchg16b counter, and the self-test flag (not 0:
+ * every snippet's "CPL0" run is done at CPL3 too).
+ */
+export const FALLBACK_GUEST_HEADER = Object.freeze({
+  magic: "DHYVEFB1",
+  magicOffset: 8,
+  maskOffset: 16,
+  iterationsOffset: 24,
+  selfTestOffset: 32,
+});
 
 /** Byte offset of the 32-bit little-endian loop count in the outloop binary. */
 export const OUTLOOP_COUNT_OFFSET = 4;
@@ -133,12 +156,17 @@ async function buildProbe(tmp: string): Promise<Uint8Array> {
   return await Deno.readFile(elf);
 }
 
-/** Assembles a flat guest `dir/name.S` linked at `linkAddress` (code at offset 0 of the binary). */
+/**
+ * Assembles a flat guest `dir/name.S` linked at `linkAddress` (code at offset
+ * 0 of the binary); `bits` 32 builds an i386 object (for 16- and 32-bit
+ * code), 64 an x86-64 one. Only `.text` (with its subsections) is kept.
+ */
 async function buildFlat(
   tmp: string,
   dir: string,
   name: string,
   linkAddress = 0,
+  bits: 32 | 64 = 32,
 ): Promise<Uint8Array> {
   const src = path(new URL(`${dir}/`, GUESTS_DIR));
   try {
@@ -146,10 +174,16 @@ async function buildFlat(
   } catch {
     throw new Error(`unknown guest ${dir}/${name}: no ${src}${name}.S`);
   }
-  await run("gcc", ["-m32", "-c", `${name}.S`, "-o", `${tmp}/${name}.o`], src);
+  await run("gcc", [
+    bits === 64 ? "-m64" : "-m32",
+    "-c",
+    `${name}.S`,
+    "-o",
+    `${tmp}/${name}.o`,
+  ], src);
   await run("ld", [
     "-m",
-    "elf_i386",
+    bits === 64 ? "elf_x86_64" : "elf_i386",
     "-nostdlib",
     "--build-id=none",
     `-Ttext=0x${linkAddress.toString(16)}`,
@@ -172,12 +206,20 @@ export async function buildGuest(name: GuestName): Promise<Uint8Array> {
   try {
     if (name === "probe") return await buildProbe(tmp);
     if (name === "outloop") return await buildFlat(tmp, "outloop", "outloop");
-    const m = /^(rm|pm)\/([a-z0-9_]+)$/.exec(name);
-    if (m) return await buildFlat(tmp, m[1], m[2], m[1] === "pm" ? REAL_MODE_LOAD : 0);
+    const m = /^(rm|pm|lm)\/([a-z0-9_]+)$/.exec(name);
+    if (m) {
+      return await buildFlat(
+        tmp,
+        m[1],
+        m[2],
+        m[1] === "rm" ? 0 : FLAT_LOAD,
+        m[1] === "lm" ? 64 : 32,
+      );
+    }
     throw new Error(
       `unknown guest ${
         JSON.stringify(name)
-      }: expected "probe", "outloop", "rm/<name>" or "pm/<name>"`,
+      }: expected "probe", "outloop", "rm/<name>", "pm/<name>" or "lm/<name>"`,
     );
   } finally {
     await Deno.remove(tmp, { recursive: true });
@@ -225,7 +267,13 @@ async function main(args: string[]): Promise<void> {
     return;
   }
   await Deno.mkdir(OUT_DIR, { recursive: true });
-  for (const [name, file] of [["probe", "probe.elf"], ["outloop", "outloop.bin"]] as const) {
+  for (
+    const [name, file] of [
+      ["probe", "probe.elf"],
+      ["outloop", "outloop.bin"],
+      ["lm/fallback", "fallback.bin"],
+    ] as const
+  ) {
     const bytes = await buildGuest(name);
     await Deno.writeFile(new URL(file, OUT_DIR), bytes);
     console.log(`${path(new URL(file, OUT_DIR))}: ${bytes.length} bytes`);
