@@ -79,6 +79,7 @@ import {
   KVM_SREGS_STRUCT,
   KVM_SYNC_X86,
   KVM_VCPU_EVENTS_STRUCT,
+  KVM_VCPUEVENT_VALID_SHADOW,
   KVM_XSAVE_STRUCT,
   XCR_XFEATURE_ENABLED_MASK,
 } from "./kvm_abi.ts";
@@ -104,6 +105,9 @@ const R = KVM_REGS_STRUCT;
 const S = KVM_SREGS_STRUCT.o;
 const SEGO = KVM_SEGMENT_STRUCT.o;
 const EV = KVM_VCPU_EVENTS_STRUCT.o;
+/** kvm_vcpu_events.interrupt.shadow values (arch/x86/include/uapi/asm/kvm.h). */
+const KVM_X86_SHADOW_INT_MOV_SS = 1;
+const KVM_X86_SHADOW_INT_STI = 2;
 
 /** kvm_regs u64 slot of each GPR number (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8-r15). */
 const KVM_SLOT_OF_GPR = [0, 2, 3, 1, 6, 7, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15];
@@ -1072,6 +1076,25 @@ export class FallbackEmulator {
         if (d.vector === 1 && ex.vector === 1 && ex.dr6) cpu.raiseDr6(ex.dr6);
         cpu.commit();
         return { kind: "resumed", label: insn?.mnemonic ?? vectorName(ex.vector) };
+      }
+      // The emulated instruction used up any interrupt shadow KVM had, and mov ss,
+      // pop ss or sti (with IF clear) opens a new one for the next instruction
+      // (SDM Vol. 3A, 6.8.3; api.rst KVM_SET_VCPU_EVENTS, interrupt.shadow).
+      const shadow = r.shadow === "mov-ss"
+        ? KVM_X86_SHADOW_INT_MOV_SS
+        : r.shadow === "sti"
+        ? KVM_X86_SHADOW_INT_STI
+        : 0;
+      const ev = cpu.events();
+      if (ev[EV.interruptShadow] !== shadow) {
+        ev[EV.interruptShadow] = shadow;
+        const flags = new DataView(ev.buffer, ev.byteOffset, ev.byteLength);
+        flags.setUint32(
+          EV.flags,
+          flags.getUint32(EV.flags, true) | KVM_VCPUEVENT_VALID_SHADOW,
+          true,
+        );
+        cpu.markEventsDirty();
       }
       cpu.commit();
       return { kind: "resumed", label: r.insn.mnemonic };

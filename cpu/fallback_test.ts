@@ -467,3 +467,21 @@ Deno.test("handler: an emulated iret unblocks NMIs, also when it faults; other i
   handler(clean, () => ({ kind: "ok", insn: insn("iretq", "iretq") })).handle();
   assert.equal(clean.eventsDirty, false);
 });
+
+Deno.test("handler: mov ss and sti open an interrupt shadow in the events; the next emulated instruction closes it", () => {
+  const cpu = fakeCpu();
+  const evView = new DataView(cpu.ev.buffer, cpu.ev.byteOffset, cpu.ev.byteLength);
+  handler(cpu, () => ({ kind: "ok", insn: insn("sti", "sti"), shadow: "sti" })).handle();
+  assert.equal(cpu.ev[EV.interruptShadow], 2); // KVM_X86_SHADOW_INT_STI
+  assert.equal(evView.getUint32(EV.flags, true) & 0x4, 0x4); // KVM_VCPUEVENT_VALID_SHADOW
+  assert.equal(cpu.eventsDirty, true);
+  const next = fakeCpu();
+  next.ev[EV.interruptShadow] = 1;
+  handler(next, () => ({ kind: "ok", insn: insn("clac", "clac") })).handle();
+  assert.equal(next.ev[EV.interruptShadow], 0);
+  assert.equal(next.eventsDirty, true);
+  const movSs = fakeCpu();
+  handler(movSs, () => ({ kind: "ok", insn: insn("mov", "mov ss,eax"), shadow: "mov-ss" }))
+    .handle();
+  assert.equal(movSs.ev[EV.interruptShadow], 1); // KVM_X86_SHADOW_INT_MOV_SS
+});

@@ -680,9 +680,7 @@ const mov: Handler = (c, i) => {
   if (i.lock) throw ud();
   const d = opnd(i, 0);
   const s = opnd(i, 1);
-  if (d.kind === "reg" && d.cls === "seg") {
-    throw new Unsupported(`${i.text}: segment register load`);
-  }
+  // mov Sreg, r/m16 (8E) is dispatched to _exec_segment.ts by exec.ts.
   if (s.kind === "reg" && s.cls === "seg") {
     // mov r/m, Sreg: 16-bit selector; into a register of 32/64 bits it is zero-extended.
     const sel = BigInt(c.cpu.seg[s.index].selector & 0xffff);
@@ -934,11 +932,9 @@ const push: Handler = (c, i) => {
   c.push(v & MASK[size], size);
 };
 
+/** pop r/m (pop Sreg is dispatched to _exec_segment.ts by exec.ts). */
 const pop: Handler = (c, i) => {
   const d = opnd(i, 0);
-  if (d.kind === "reg" && d.cls === "seg") {
-    throw new Unsupported(`${i.text}: segment register load`);
-  }
   const size = i.opSize;
   const v = c.peek(size);
   const sp = c.stackPointer();
@@ -1052,7 +1048,12 @@ const flagOp: Handler = (c, i) => {
       const iopl = (c.flags >> 12) & 3;
       if (!c.real && c.cpl > iopl) throw gp0();
       if (i.mnemonic === "cli") c.flags &= ~F.IF;
-      else c.flags |= F.IF;
+      else {
+        // STI with IF = 0 blocks maskable interrupts until the next instruction completes
+        // (SDM Vol. 2B, STI; Vol. 3A, 6.8.3); with IF already 1 there is no shadow.
+        if ((c.flags & F.IF) === 0) c.shadow = "sti";
+        c.flags |= F.IF;
+      }
       return;
     }
   }
@@ -1061,17 +1062,62 @@ const flagOp: Handler = (c, i) => {
 // ---------------------------------------------------------------------------
 // Near branches (SDM Vol. 2A, Jcc, JMP, CALL; Vol. 2B, RET, LOOP)
 
-function branchTarget(c: Ctx, i: Instruction, op: Operand): bigint {
+/** True when a 66h prefix is among the instruction's prefixes. */
+function has66(i: Instruction): boolean {
+  const b = i.bytes;
+  for (let k = 0; k < b.length; k++) {
+    const x = b[k];
+    if (x === 0x66) return true;
+    const prefix = x === 0x67 || x === 0xf0 || x === 0xf2 || x === 0xf3 || x === 0x26 ||
+      x === 0x2e || x === 0x36 || x === 0x3e || x === 0x64 || x === 0x65 ||
+      (i.mode === 64 && (x & 0xf0) === 0x40);
+    if (!prefix) return false;
+  }
+  return false;
+}
+
+/**
+ * The operand size of a near branch (jmp, call, ret, jcc, loop, jrcxz):
+ * the instruction's outside 64-bit mode. In 64-bit mode it is 64 bits by
+ * default, and the vendors differ on 66h (without REX.W):
+ * - AMD (and the other vendors) honour it: 16 bits, for every form (rel8,
+ *   rel16, r/m16, ret). The target is truncated to 16 bits, call pushes and
+ *   ret pops 2 bytes (AMD APM Vol. 3, JMP (Near), Jcc, CALL (Near), RET
+ *   (Near), LOOPcc, JrCXZ; measured on an EPYC (Zen) by oracle_test.ts).
+ * - Intel ignores it: always 64 bits (SDM Vol. 2A, 2.2.1.7, "near branches"
+ *   have a 64-bit default operand size; JMP and CALL: "In 64-bit mode ... the
+ *   operand size is forced to 64 bits"). rel32 forms (E8, E9, 0F 80-8F) then
+ *   keep their 32-bit displacement: exec.ts decodes them again for Intel.
+ */
+export function nearSize(c: Ctx, i: Instruction): 2 | 4 | 8 {
+  if (c.mode !== 64) return i.opSize;
+  if (c.f.vendor === "intel") return 8;
+  return (i.rex & 8) === 0 && has66(i) ? 2 : 8;
+}
+
+/** A near branch's target at operand size `size` (16/32 bits: truncated), read but not checked. */
+function nearTarget(c: Ctx, op: Operand, size: number): bigint {
   let t: bigint;
   if (op.kind === "rel") t = op.target;
+  else if (op.kind === "reg" && op.cls === "gpr") t = c.getReg(op.index, size);
+  else if (op.kind === "mem") t = c.readValue(c.resolve(op, false, size));
   else t = c.read(op);
-  // The target is truncated to the operand size (16/32) and must be canonical in 64-bit mode.
-  if (i.opSize !== 8) t &= MASK[i.opSize];
-  else if (!c.canonical(t)) throw gp0();
-  if (c.mode !== 64) {
-    const cs = c.cpu.seg[SEG.cs];
-    if (t > BigInt(cs.limit >>> 0)) throw gp0();
+  return size === 8 ? t : t & MASK[size];
+}
+
+/** #GP(0) for a target outside CS (its limit; in 64-bit mode, a non-canonical 64-bit one). */
+function checkNear(c: Ctx, t: bigint, size: number): void {
+  if (c.mode === 64) {
+    if (size === 8 && !c.canonical(t)) throw gp0();
+  } else if (t > BigInt(c.cpu.seg[SEG.cs].limit >>> 0)) {
+    throw gp0();
   }
+}
+
+function branchTarget(c: Ctx, i: Instruction, op: Operand): bigint {
+  const size = nearSize(c, i);
+  const t = nearTarget(c, op, size);
+  checkNear(c, t, size);
   return t;
 }
 
@@ -1085,20 +1131,34 @@ const jmp: Handler = (c, i) => {
   c.rip = branchTarget(c, i, op);
 };
 
+/**
+ * call rel/r/m: when both the push and the target fault, the vendors differ.
+ * Intel checks the target first (SDM Vol. 2A, CALL Operation: "IF tempRIP is
+ * not canonical ... THEN #GP(0)" and the limit check come before
+ * "Push(RIP)"); AMD pushes first (measured on an EPYC (Zen): a non-canonical
+ * target with a read-only stack gives #PF(7) for the push, not #GP(0)). The
+ * segment-limit check outside 64-bit mode is ordered the same way on AMD
+ * (not measured).
+ */
 const call: Handler = (c, i) => {
   const op = opnd(i, 0);
   if (op.kind === "far" || (op.kind === "mem" && op.size > i.opSize)) throw new Unsupported(i.text);
-  const t = branchTarget(c, i, op);
-  c.push(c.nextRip & MASK[i.opSize], i.opSize);
+  const size = nearSize(c, i);
+  const t = nearTarget(c, op, size);
+  const intel = c.f.vendor === "intel";
+  if (intel) checkNear(c, t, size);
+  c.push(c.nextRip & MASK[size], size);
+  if (!intel) checkNear(c, t, size);
   c.rip = t;
 };
 
+/** ret [imm16]: pops the target at the near-branch operand size; #GP(0) for a target outside CS. */
 const ret: Handler = (c, i) => {
-  const size = i.opSize;
+  const size = nearSize(c, i);
   let t = c.peek(size);
   const extra = i.operands[0]?.kind === "imm" ? (i.operands[0] as { value: bigint }).value : 0n;
   if (size !== 8) t &= MASK[size];
-  else if (!c.canonical(t)) throw gp0();
+  checkNear(c, t, size);
   c.setStackPointer(c.wrapStack(c.stackPointer() + BigInt(size) + extra));
   c.rip = t;
 };

@@ -425,6 +425,17 @@ export class Ctx {
   keepPartial = false;
   /** Set by a REP string instruction that stopped with iterations left: RIP stays. */
   incomplete = false;
+  /**
+   * Alignment checking applies to this instruction's data accesses: CR0.AM,
+   * RFLAGS.AC and CPL 3 (protected or virtual-8086 mode), as the instruction
+   * starts (SDM Vol. 3A, 6.15 "Interrupt 17"; AMD APM Vol. 2, 8.2.18).
+   */
+  acOn = false;
+  /**
+   * The interrupt shadow the instruction leaves (mov/pop ss, or sti setting
+   * IF): reported with the "ok" result (see StepResult in types.ts).
+   */
+  shadow: "mov-ss" | "sti" | null = null;
   /** Iteration limit for REP string instructions. */
   maxRep = 4096;
   /** Port I/O for in/out/ins/outs, if the caller gives one. */
@@ -471,6 +482,8 @@ export class Ctx {
       this.cpl = cpu.seg[SEG.ss].dpl;
     }
     this.stackSize = this.mode === 64 ? 8 : cpu.seg[SEG.ss].db ? 4 : 2;
+    this.acOn = this.cpl === 3 && (cpu.cr0 & CR0.AM) !== 0n && (this.flags & F.AC) !== 0;
+    this.shadow = null;
     this.pregs = (cpu.cr4 & CR4.PKE) !== 0n ? pagingRegsWithPkru(cpu, this.f) : cpu;
     if (insn) this.setInsn(insn);
   }
@@ -556,19 +569,78 @@ export class Ctx {
     return op.addrSize === 8 ? BigInt.asUintN(64, a) : a & MASK[op.addrSize];
   }
 
-  /** Resolves a memory operand of `op.size` bytes (or `size`) for reading or writing. */
-  resolve(op: MemOperand, write: boolean, size = op.size, align = 0): Loc {
-    return this.resolveAt(op.seg, this.ea(op), size, write, align);
+  /**
+   * Resolves a memory operand of `op.size` bytes (or `size`) for reading or
+   * writing. `align` and `acAlign`: see {@linkcode resolveAt}.
+   */
+  resolve(op: MemOperand, write: boolean, size = op.size, align = 0, acAlign = -1): Loc {
+    return this.resolveAt(op.seg, this.ea(op), size, write, align, acAlign);
   }
 
   /**
-   * Segmentation (SDM Vol. 3A, 3.4-3.5, 5.3) then paging for `size` bytes at
-   * seg:offset. `align`: the instruction requires that alignment (#GP(0)).
+   * A data access of `size` bytes at seg:offset, checked in this order:
+   * segmentation (SDM Vol. 3A, 3.4-3.5, 5.3; canonical form in 64-bit mode),
+   * then the instruction's own alignment rule `align` (#GP(0), e.g. movdqa,
+   * cmpxchg16b), then the alignment check (#AC(0), see
+   * {@linkcode alignCheck}) with `acAlign` (-1: the data type's, from
+   * {@linkcode acAlignment}; 0: none), then paging. Measured on an AMD EPYC
+   * (Zen): a non-canonical misaligned address is #GP(0), a misaligned movdqa
+   * or cmpxchg16b #GP(0), a misaligned access to an unmapped or read-only
+   * page #AC(0). Bochs, which models Intel, checks in the same order (the
+   * segment limit before #AC is from there, not measured).
    */
-  resolveAt(seg: SegIndex, offset: bigint, size: number, write: boolean, align = 0): Loc {
+  resolveAt(
+    seg: SegIndex,
+    offset: bigint,
+    size: number,
+    write: boolean,
+    align = 0,
+    acAlign = -1,
+  ): Loc {
     const lin = this.linear(seg, offset, size, write);
     if (align && (lin & BigInt(align - 1)) !== 0n) throw gp0();
+    if (this.acOn) this.alignCheck(lin, acAlign < 0 ? this.acAlignment(size) : acAlign);
     return this.translateRange(lin, size, write, false);
+  }
+
+  /**
+   * The alignment #AC requires of an access of `size` bytes whose data type
+   * the size tells (SDM Vol. 3A, Table 6-7 "Alignment Requirements by Data
+   * Type"; AMD APM Vol. 2, 8.2.18): bytes none; words, doublewords and
+   * quadwords their size; 6 bytes (m16:32 far pointer, 32-bit
+   * pseudo-descriptor) 4; 10 bytes (m80 x87 data, m16:64) 8. 16 bytes and more
+   * (the SIMD operands that may be misaligned, movdqu, vmovdqu ymm, VEX
+   * arithmetic...; those that must be aligned raise #GP first): 16 on AMD,
+   * measured on an EPYC (Zen) for 16- and 32-byte loads and stores, legacy and
+   * VEX; on Intel 8, the SDM's bound (6.15: #AC "may or may not be generated
+   * ... when data addresses are not aligned on an 8-byte boundary"; not
+   * measured). Callers give the alignment where the size does not tell the
+   * type (m16:16 far pointers, the 10-byte pseudo-descriptor of sgdt).
+   */
+  acAlignment(size: number): number {
+    switch (size) {
+      case 2:
+      case 4:
+      case 8:
+        return size;
+      case 6:
+        return 4;
+      case 10:
+        return 8;
+      default:
+        return size < 16 ? 0 : this.f.vendor === "intel" ? 8 : 16;
+    }
+  }
+
+  /**
+   * #AC(0) when alignment checking is on ({@linkcode acOn}) and the linear
+   * address `lin` is not a multiple of `align` (a power of two; 0 or 1: no
+   * requirement). Implicit supervisor accesses (descriptor tables, the TSS)
+   * and instruction fetches are never checked (SDM Vol. 3A, 6.15), nor are
+   * accesses with no data (lea, nop, prefetch, clflush).
+   */
+  alignCheck(lin: bigint, align: number): void {
+    if (this.acOn && align > 1 && (lin & BigInt(align - 1)) !== 0n) throw new Fault(VEC.AC, 0);
   }
 
   /** The linear address of seg:offset for an access of `size` bytes, with the segment checks. */

@@ -577,7 +577,9 @@ function farPointer(c: Ctx, i: Instruction): { selector: number; offset: bigint;
   if (op.kind === "far") return { selector: op.selector, offset: op.offset, size: i.opSize };
   if (op.kind !== "mem") throw ud(); // the register forms of FF /3 and /5 are invalid
   const size = (i.rex & 8) !== 0 && c.f.vendor === "intel" ? 8 : i.opSize;
-  const v = c.readValue(c.resolve(op as MemOperand, false, size + 2));
+  // #AC: a far pointer is aligned as its offset (SDM Vol. 3A, Table 6-7: 32-bit far pointer 2,
+  // 48-bit 4; m16:64 8 by the same rule).
+  const v = c.readValue(c.resolve(op as MemOperand, false, size + 2, 0, size));
   return {
     selector: Number((v >> BigInt(size * 8)) & 0xffffn),
     offset: v & MASK[size],
@@ -692,6 +694,8 @@ export function movSreg(c: Ctx, i: Instruction): void {
   );
   const seg = d.index as SegIndex;
   commitLoads(c, [seg, loadSegment(c, seg, selector, i)]);
+  // Loading SS blocks interrupts and debug exceptions until the next instruction completes.
+  if (seg === SEG.ss) c.shadow = "mov-ss";
 }
 
 /**
@@ -708,6 +712,7 @@ export function popSreg(c: Ctx, i: Instruction): void {
   const l = loadSegment(c, seg, selector, i);
   c.setStackPointer(c.wrapStack(c.stackPointer() + BigInt(size)));
   commitLoads(c, [seg, l]);
+  if (seg === SEG.ss) c.shadow = "mov-ss"; // as mov ss (SDM Vol. 3A, 6.8.3)
 }
 
 /** lds/les/lfs/lgs/lss r, m16:16/32/64: the offset into the register, the selector into the segment. */
@@ -719,11 +724,15 @@ const loadFar: Handler = (c, i) => {
     i.mnemonic as "lds"
   ];
   if (seg === undefined) throw new Unsupported(i.text);
-  const size = r.size;
-  const v = c.readValue(c.resolve(m, false, size + 2));
+  // The offset: 16 or 32 bits, or 64 with REX.W on Intel (m16:64); AMD ignores REX.W here and
+  // loads an m16:32 whose offset is zero-extended into the 64-bit register (measured on Zen:
+  // 48 0F B5 reads 6 bytes, #AC at 4-byte alignment), as the decoder's m16:32 operand says.
+  const size = (i.rex & 8) !== 0 && c.f.vendor === "intel" ? 8 : Math.min(r.size, 4);
+  // Aligned for #AC as its offset, as far jmp/call's pointer (measured on AMD: m16:16 2, m16:32 4).
+  const v = c.readValue(c.resolve(m, false, size + 2, 0, size));
   const selector = Number((v >> BigInt(size * 8)) & 0xffffn);
   const l = loadSegment(c, seg, selector, i);
-  c.setReg(r.index, size, v & MASK[size]);
+  c.setReg(r.index, r.size, v & MASK[size]);
   commitLoads(c, [seg, l]);
 };
 

@@ -886,11 +886,26 @@ const fnstcw: Handler = (c, i) => {
   c.writeValue(c.resolve(d, true, 2), BigInt(view(c.ext()).getUint16(FCW, true)));
 };
 
+/**
+ * The FCW an instruction that loads it (fldcw, fldenv, frstor, fxrstor,
+ * xrstor) leaves: the defined bits only, with bit 6 (reserved) reading as 1
+ * and bits 7 and 13-15 (reserved) as 0 (SDM Vol. 1, 8.1.5, Figure 8-6).
+ * Measured on an AMD EPYC (Zen) for fldcw, fldenv, frstor, fxrstor and
+ * xrstor: 0xffff loads as 0x1f7f, 0xffe3 as 0x1f63, 0 and 0x80 as 0x40;
+ * Bochs, which models Intel, does the same in all of them
+ * ("(cwd & ~FPU_CW_Reserved_Bits) | 0x0040", FPU_CW_Reserved_Bits = 0xe0c0,
+ * "always set bit 6 as '1'"). FNSTCW and FXSAVE/XSAVE store the register,
+ * which therefore never holds a reserved bit.
+ */
+export function fcwLoaded(cw: number): number {
+  return (cw & 0x1f3f) | 0x40;
+}
+
 const fldcw: Handler = (c, i) => {
   x87Check(c);
   const s = opnd(i, 0);
   if (s.kind !== "mem") throw ud();
-  const cw = Number(c.readValue(c.resolve(s, false, 2)));
+  const cw = fcwLoaded(Number(c.readValue(c.resolve(s, false, 2))));
   const v = view(c.ext());
   v.setUint16(FCW, cw, true);
   // A newly unmasked pending exception sets ES and B (the next waiting instruction

@@ -76,7 +76,11 @@ interface PageCache {
 const srcCache: PageCache = { page: -1n, gpa: 0, write: false };
 const dstCache: PageCache = { page: -1n, gpa: 0, write: false };
 
-/** Segment checks every time; the page walk only when the page changes. */
+/**
+ * Segment checks and the alignment check (#AC for a misaligned element, as
+ * {@linkcode Ctx.resolveAt} orders them) every time; the page walk only when
+ * the page changes.
+ */
 function resolveCached(
   c: Ctx,
   cache: PageCache,
@@ -86,6 +90,7 @@ function resolveCached(
   write: boolean,
 ): Loc {
   const lin = c.linear(seg, off, n, write);
+  if (c.acOn) c.alignCheck(lin, n);
   const page = lin >> 12n;
   const inPage = 4096 - Number(lin & 0xfffn);
   if (n <= inPage && page === cache.page && (cache.write || !write)) {

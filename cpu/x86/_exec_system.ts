@@ -339,7 +339,8 @@ const sgdtSidt: Handler = (c, i) => {
   const n = c.mode === 64 ? 10 : 6;
   const r = i.mnemonic === "sgdt" ? c.cpu.gdtr : c.cpu.idtr;
   const base = c.mode === 64 ? r.base : r.base & 0xffffffffn;
-  c.writeValue(c.resolve(m, true, n), (base << 16n) | BigInt(r.limit & 0xffff));
+  // #AC: "GDTR, IDTR, LDTR, or Task Register Contents" need 4 (SDM Vol. 3A, Table 6-7).
+  c.writeValue(c.resolve(m, true, n, 0, 4), (base << 16n) | BigInt(r.limit & 0xffff));
 };
 
 const sldtStr: Handler = (c, i) => {

@@ -33,7 +33,7 @@ import {
   Unsupported,
   VEC,
 } from "./_exec_ctx.ts";
-import { mxcsrMask } from "./_exec_sse.ts";
+import { fcwLoaded, mxcsrMask } from "./_exec_sse.ts";
 import type { Instruction, MemOperand } from "./types.ts";
 
 const MXCSR = 24, XMM0 = 160, HEADER = 512, EXT = 576;
@@ -87,9 +87,14 @@ function x87Image(live: Uint8Array, is64: boolean): Uint8Array {
   return img;
 }
 
-/** Loads the x87 part from an image of the legacy region (`src` bytes 0-23 and 32-159). */
+/**
+ * Loads the x87 part from an image of the legacy region (`src` bytes 0-23
+ * and 32-159). FCW keeps its defined bits only, bit 6 reading as 1 (see
+ * {@linkcode fcwLoaded}), as after fldcw.
+ */
 function loadX87(live: Uint8Array, src: Uint8Array, is64: boolean): void {
   live.set(src.subarray(0, 24), 0);
+  view(live).setUint16(0, fcwLoaded(view(src).getUint16(0, true)), true);
   if (!is64) {
     const v = view(live);
     v.setUint32(12, 0, true); // FIP[63:32]
@@ -112,9 +117,21 @@ function xmmCount(c: Ctx): number {
 // ---------------------------------------------------------------------------
 // FXSAVE / FXRSTOR (SDM Vol. 2A)
 
+/**
+ * The 512-byte area, 16-byte aligned (#GP(0)). With alignment checking on, a
+ * misaligned area raises #AC or #GP as the implementation chooses (SDM Vol.
+ * 2A, FXSAVE/FXRSTOR, #AC; Vol. 3A, 6.15): AMD raises #AC(0) when the address
+ * is not a multiple of 4 and #GP(0) when it is one but not of 16 (measured on
+ * an EPYC (Zen)); Intel is modelled with #GP(0), which the SDM says every
+ * implementation that does not signal #AC signals (not measured). XSAVE's
+ * 64-byte rule is #GP(0) on both (measured on AMD).
+ */
 function fxCheck(c: Ctx, i: Instruction): Loc {
   if ((c.cpu.cr0 & (CR0.EM | CR0.TS)) !== 0n) throw new Fault(VEC.NM);
-  return c.resolve(memOperand(i), i.mnemonic.startsWith("fxsave"), 512, 16);
+  const m = memOperand(i);
+  const write = i.mnemonic.startsWith("fxsave");
+  if (c.acOn && c.f.vendor !== "intel") c.alignCheck(c.linear(m.seg, c.ea(m), 512, write), 4);
+  return c.resolve(m, write, 512, 16);
 }
 
 /** With EFER.FFXSR (AMD) in 64-bit mode at CPL 0, fxsave/fxrstor skip the XMM registers. */

@@ -28,8 +28,31 @@
  * (AVX-512), rdtsc/rdtscp (no guest TSC here), debug registers, port I/O
  * without an {@linkcode EmulateOptions.io}, and anything else not in the
  * handler tables of the _exec_*.ts modules. Data breakpoints (DR7) are not
- * checked; #AC alignment checking is not done; no SIMD floating-point
- * arithmetic is emulated, so #XM is never raised.
+ * checked; no SIMD floating-point arithmetic is emulated, so #XM is never
+ * raised.
+ *
+ * Alignment checking (#AC(0), SDM Vol. 3A, 6.15 "Interrupt 17") is done
+ * for every data access (operands, stack pushes and pops, string elements,
+ * far pointers) when CR0.AM, RFLAGS.AC and CPL 3 hold as the instruction
+ * starts; never at CPL 0-2, for instruction fetches, or for implicit
+ * supervisor accesses (descriptor tables, TSS). The alignments per data type
+ * and the per-vendor rules for SIMD operands and fxsave/fxrstor are in
+ * _exec_ctx.ts (Ctx.acAlignment) and _exec_xsave.ts; the order is
+ * segmentation, the instruction's own #GP alignment, #AC, then paging.
+ *
+ * The interrupt shadow (SDM Vol. 3A, 6.8.3; Vol. 2B, MOV, POP, STI): after
+ * mov ss and pop ss, and after sti that sets IF, the "ok" result carries
+ * `shadow` for the adapter to give KVM. After mov/pop ss the single-step
+ * trap of RFLAGS.TF is held off too: it is not reported for that
+ * instruction, and comes after the next one, which runs with TF still set.
+ *
+ * Near branches with a 66h prefix in 64-bit mode follow the CPUID vendor:
+ * AMD truncates RIP to 16 bits (and pushes/pops 2 bytes), Intel ignores the
+ * prefix (see nearSize in _exec_alu.ts). The decoder reads a rel16 for 66h
+ * with E8, E9 and 0F 80-8F as AMD and objdump do; for Intel, {@linkcode emulate}
+ * decodes those again without the 66h prefixes (a rel32), and
+ * {@linkcode execute} reports such an already-decoded instruction as
+ * "unsupported".
  *
  * What the executor expects of a {@linkcode CpuState}:
  * - CPL is SS.DPL (CS.DPL may differ for conforming code); the mode comes
@@ -190,6 +213,14 @@ function run(c: Ctx, insn: Instruction, options: EmulateOptions | undefined): St
       insn,
     };
   }
+  if (c.f.vendor === "intel" && intelRel32(insn)) {
+    return {
+      kind: "unsupported",
+      message: `${insn.text}: decoded with a rel16, but Intel ignores 66h on near branches in ` +
+        `64-bit mode (a rel32); decode it with emulate()`,
+      insn,
+    };
+  }
   const tf = (c.flags & F.TF) !== 0;
   try {
     if (insn.lock && (!LOCKABLE.has(insn.mnemonic) || insn.operands[0]?.kind !== "mem")) {
@@ -207,7 +238,12 @@ function run(c: Ctx, insn: Instruction, options: EmulateOptions | undefined): St
   }
   commit(c, c.incomplete ? AGAIN : DONE);
   if (c.trap) return { kind: "exception", exception: c.trap, insn };
-  if (tf) return { kind: "exception", exception: { vector: VEC.DB, dr6: DR6_BS }, insn };
+  // mov/pop ss hold off the single-step trap until after the next instruction (SDM Vol. 3A,
+  // 6.8.3): TF is still set when that one runs, so it traps then.
+  if (tf && c.shadow !== "mov-ss") {
+    return { kind: "exception", exception: { vector: VEC.DB, dr6: DR6_BS }, insn };
+  }
+  if (c.shadow) return { kind: "ok", insn, shadow: c.shadow };
   return { kind: "ok", insn };
 }
 
@@ -275,10 +311,68 @@ export function emulate(cpu: CpuState, mem: PhysicalMemory, options?: EmulateOpt
 
 const fetchBuf = new Uint8Array(15);
 
-function fetchDecode(
-  c: Ctx,
-  dec: (bytes: Uint8Array, mode: Mode, ip: bigint) => Instruction,
-): Instruction {
+type Decoder = (bytes: Uint8Array, mode: Mode, ip: bigint) => Instruction;
+
+/**
+ * A near jmp/call/jcc with a rel32 opcode (E8, E9, 0F 80-8F) that the decoder
+ * read with a rel16 (66h in 64-bit mode): right for AMD, not for Intel.
+ */
+function intelRel32(i: Instruction): boolean {
+  if (i.mode !== 64 || i.opSize !== 2) return false;
+  if (i.map === "legacy") return i.opcode === 0xe8 || i.opcode === 0xe9;
+  return i.map === "0f" && i.opcode >= 0x80 && i.opcode <= 0x8f;
+}
+
+function isPrefix(x: number): boolean {
+  return x === 0x66 || x === 0x67 || x === 0xf0 || x === 0xf2 || x === 0xf3 || x === 0x26 ||
+    x === 0x2e || x === 0x36 || x === 0x3e || x === 0x64 || x === 0x65 || (x & 0xf0) === 0x40;
+}
+
+/**
+ * Decodes with `dec`; for Intel in 64-bit mode, a near branch with 66h and a rel32
+ * opcode is decoded again with its 66h prefixes left out (at RIP + their
+ * count, so that the target comes out right), and returned with all its
+ * bytes: Intel ignores 66h there (SDM Vol. 2A, 2.2.1.7, JMP, CALL, Jcc).
+ */
+function decodeFor(c: Ctx, dec: Decoder, bytes: Uint8Array, mode: Mode, ip: bigint): Instruction {
+  const insn = dec(bytes, mode, ip);
+  if (mode !== 64 || c.f.vendor !== "intel" || !intelRel32(insn)) return insn;
+  const kept: number[] = [];
+  let k = 0;
+  let dropped = 0;
+  for (; k < bytes.length && isPrefix(bytes[k]); k++) {
+    if (bytes[k] === 0x66) dropped++;
+    else kept.push(bytes[k]);
+  }
+  const rest = new Uint8Array(kept.length + bytes.length - k);
+  rest.set(kept);
+  rest.set(bytes.subarray(k), kept.length);
+  const d = dec(rest, mode, ip + BigInt(dropped));
+  const length = d.length + dropped;
+  if (length > 15) throw new TooLongError(bytes.slice(0, 15), 15);
+  // The decoder's instruction builds some fields on first use: copy them all now.
+  return {
+    mode: d.mode,
+    bytes: bytes.slice(0, length),
+    length,
+    mnemonic: d.mnemonic,
+    operands: d.operands,
+    opSize: d.opSize,
+    addrSize: d.addrSize,
+    lock: d.lock,
+    rep: d.rep,
+    segOverride: d.segOverride,
+    rex: d.rex,
+    vex: d.vex,
+    map: d.map,
+    opcode: d.opcode,
+    modrm: d.modrm,
+    mandatory: d.mandatory,
+    text: d.text,
+  };
+}
+
+function fetchDecode(c: Ctx, dec: Decoder): Instruction {
   const cpu = c.cpu;
   const rip = cpu.rip;
   let lin: bigint;
@@ -299,7 +393,7 @@ function fetchDecode(
   const gpa = c.translate(lin, false, true);
   fetchRam(c, gpa, fetchBuf.subarray(0, first));
   try {
-    return dec(fetchBuf.slice(0, first), c.mode, rip);
+    return decodeFor(c, dec, fetchBuf.slice(0, first), c.mode, rip);
   } catch (e) {
     if (!(e instanceof TruncatedError) || first >= avail) throw decodeFault(e, first < 15);
   }
@@ -311,7 +405,7 @@ function fetchDecode(
   const gpa2 = c.translate(next, false, true);
   fetchRam(c, gpa2, fetchBuf.subarray(first, avail));
   try {
-    return dec(fetchBuf.slice(0, avail), c.mode, rip);
+    return decodeFor(c, dec, fetchBuf.slice(0, avail), c.mode, rip);
   } catch (e) {
     throw decodeFault(e, avail < 15);
   }

@@ -12,7 +12,9 @@ import {
   machine,
   run,
 } from "./_exec_test_util.ts";
-import { TestMachine } from "./testing.ts";
+import { decode } from "./decode.ts";
+import { execute } from "./exec.ts";
+import { hex, TestMachine } from "./testing.ts";
 
 const DATA = TestMachine.DATA;
 const CODE = TestMachine.CODE;
@@ -863,4 +865,128 @@ Deno.test("lahf/sahf, clc/stc/cmc/cld/std, cli/sti privilege", () => {
   assert.equal(c.rflags & FL.DF, FL.DF);
   assertFaultNoChange(machine({ cpl: 3 }), "fa", 13, 0); // cli at CPL 3, IOPL 0
   assertException(run(machine(), "f0 f8"), 6); // lock clc
+});
+
+Deno.test("near branches with 66h in 64-bit mode: AMD truncates RIP to 16 bits in every form", () => {
+  // AMD APM Vol. 3, JMP/Jcc/CALL/RET (Near), LOOP, JrCXZ; measured on Zen by oracle_test.ts.
+  const a = machine({ vendor: "amd" });
+  const c = a.cpu;
+  const at = (n: number) => (CODE + BigInt(n)) & 0xffffn; // next RIP + disp, 16 bits
+  assertOk(run(a, "66 eb 40")); // jmp rel8, o16
+  assert.equal(c.rip, at(3 + 0x40));
+  c.rflags = 2n | FL.ZF;
+  assertOk(again(a, "66 74 40")); // je rel8, o16
+  assert.equal(c.rip, at(3 + 0x40));
+  c.gpr[1] = 2n;
+  assertOk(again(a, "66 e2 40")); // loop rel8, o16: RCX still counts at the address size
+  assert.equal(c.rip, at(3 + 0x40));
+  assert.equal(c.gpr[1], 1n);
+  c.gpr[1] = 0n;
+  assertOk(again(a, "66 e3 40")); // jrcxz rel8, o16
+  assert.equal(c.rip, at(3 + 0x40));
+  assertOk(again(a, "66 e9 40 00")); // jmp rel16
+  assert.equal(c.rip, at(4 + 0x40));
+  assertOk(again(a, "66 0f 84 40 00")); // je rel16
+  assert.equal(c.rip, at(5 + 0x40));
+  c.gpr[0] = 0x1234_5678_9abc_def0n;
+  assertOk(again(a, "66 ff e0")); // jmp ax
+  assert.equal(c.rip, 0xdef0n);
+  assertOk(again(a, "66 e8 40 00")); // call rel16: pushes 2 bytes
+  assert.equal(c.rip, at(4 + 0x40));
+  assert.equal(c.gpr[4], STACK - 2n);
+  assert.equal(a.peek(STACK - 2n, 2), at(4));
+  assertOk(again(a, "66 c3")); // ret, o16: pops 2 bytes
+  assert.equal(c.rip, at(4));
+  assert.equal(c.gpr[4], STACK);
+  // REX.W wins over 66h: 64 bits.
+  assertOk(again(a, "66 48 eb 40")); // rex.W jmp rel8
+  assert.equal(c.rip, CODE + 4n + 0x40n);
+});
+
+Deno.test("near branches with 66h in 64-bit mode: Intel ignores the prefix (rel32, 64-bit RIP, 8-byte stack slots)", () => {
+  // SDM Vol. 2A, 2.2.1.7 and JMP/CALL: near branches are 64-bit in 64-bit mode.
+  const m = machine({ vendor: "intel" });
+  const c = m.cpu;
+  assertOk(run(m, "66 eb 40")); // jmp rel8
+  assert.equal(c.rip, CODE + 3n + 0x40n);
+  c.gpr[1] = 2n;
+  assertOk(again(m, "66 e2 40")); // loop rel8
+  assert.equal(c.rip, CODE + 3n + 0x40n);
+  // E9, E8, 0F 8x keep their 32-bit displacement: 6 and 7 bytes long.
+  const r = again(m, "66 e9 40 00 00 00"); // jmp rel32
+  assertOk(r);
+  assert.equal(r.insn?.length, 6);
+  assert.equal(c.rip, CODE + 6n + 0x40n);
+  c.rflags = 2n | FL.ZF;
+  assertOk(again(m, "66 0f 84 40 00 00 00")); // je rel32
+  assert.equal(c.rip, CODE + 7n + 0x40n);
+  assertOk(again(m, "66 e8 40 00 00 00")); // call rel32: pushes 8 bytes
+  assert.equal(c.rip, CODE + 6n + 0x40n);
+  assert.equal(c.gpr[4], STACK - 8n);
+  assert.equal(m.peek(STACK - 8n, 8), CODE + 6n);
+  assertOk(again(m, "66 c3")); // ret: pops 8 bytes
+  assert.equal(c.rip, CODE + 6n);
+  assert.equal(c.gpr[4], STACK);
+  c.gpr[0] = CODE + 0x123n;
+  assertOk(again(m, "66 ff e0")); // jmp rax
+  assert.equal(c.rip, CODE + 0x123n);
+  assertOk(again(m, "66 ff d0")); // call rax: pushes 8 bytes
+  assert.equal(c.rip, CODE + 0x123n);
+  assert.equal(m.peek(STACK - 8n, 8), CODE + 3n);
+  // A 66h rel32 branch split over two pages is fetched in two parts and decoded again.
+  const k = machine({ vendor: "intel" });
+  k.cpu.rip = CODE + 0xffcn;
+  assertOk(run(k, "66 e9 10 00 00 00")); // jmp rel32 across the page boundary
+  assert.equal(k.cpu.rip, CODE + 0x1002n + 0x10n);
+  // execute() cannot fetch the rest of an instruction the decoder read with a rel16.
+  const e = machine({ vendor: "intel" });
+  const x = execute(e.cpu, e.mem, decode(hex("66 e9 40 00"), 64, CODE));
+  assert.equal(x.kind, "unsupported");
+  assert.equal(e.cpu.rip, CODE);
+});
+
+Deno.test("call to a non-canonical target with a read-only stack: AMD #PF (push first), Intel #GP(0)", () => {
+  for (const vendor of ["amd", "intel"] as const) {
+    const m = machine({ vendor });
+    m.pt!.map(STACK - 0x1000n, 0x3f000, { writable: false });
+    m.cpu.gpr[0] = 0xda32_a7ed_59b5_eb25n;
+    if (vendor === "amd") {
+      const x = assertFaultNoChange(m, "ff d0", 14, 0x3); // call rax
+      assert.equal(x.cr2, STACK - 8n);
+    } else {
+      assertFaultNoChange(m, "ff d0", 13, 0);
+    }
+    // A canonical target: the push faults on both.
+    m.cpu.gpr[0] = CODE;
+    assertFaultNoChange(m, "ff d0", 14, 0x3);
+    // A writable stack: #GP(0) for the target on both, nothing pushed.
+    const w = machine({ vendor });
+    w.cpu.gpr[0] = 0xda32_a7ed_59b5_eb25n;
+    assertFaultNoChange(w, "ff d0", 13, 0);
+  }
+});
+
+Deno.test("ret outside 64-bit mode: a target beyond the CS limit is #GP(0)", () => {
+  const m = machine({ mode: "protected32" });
+  m.cpu.seg[1] = { ...m.cpu.seg[1], limit: 0xffff };
+  m.cpu.gpr[4] = 0x3f000n;
+  m.mem.set(0x3f000, 4, 0x20000n);
+  assertFaultNoChange(m, "c3", 13, 0); // ret
+  m.mem.set(0x3f000, 4, 0x2000n);
+  assertOk(run(m, "c3"));
+  assert.equal(m.cpu.rip, 0x2000n);
+});
+
+Deno.test("sti leaves an interrupt shadow only when it sets IF; cli none", () => {
+  const m = machine();
+  const r = run(m, "fb"); // sti, IF = 0
+  assertOk(r);
+  assert.equal(r.kind === "ok" && r.shadow, "sti");
+  assert.equal(m.cpu.rflags & FL.IF, FL.IF);
+  const again1 = again(m, "fb"); // sti, IF already 1: no shadow
+  assertOk(again1);
+  assert.equal(again1.kind === "ok" ? again1.shadow : "?", undefined);
+  const cli = again(m, "fa");
+  assertOk(cli);
+  assert.equal(cli.kind === "ok" ? cli.shadow : "?", undefined);
 });

@@ -621,3 +621,59 @@ Deno.test("emulate() fetches through the new mode after a far jmp: the next inst
   assertOk(emulate(m.cpu, m.mem));
   assert.equal(m.cpu.gpr[0], 4n);
 });
+
+Deno.test("mov ss and pop ss leave the mov-ss interrupt shadow and hold off the single-step trap", () => {
+  // SDM Vol. 3A, 6.8.3: interrupts, debug exceptions and single-step traps wait for the next
+  // instruction after an SS load by mov or pop (not lss).
+  const m = long0();
+  m.cpu.gpr[0] = 0x18n;
+  let r = run(m, "8e d0"); // mov ss,eax
+  assertOk(r);
+  assert.equal(r.kind === "ok" && r.shadow, "mov-ss");
+  m.cpu.rip = CODE;
+  r = run(m, "8e d8"); // mov ds,eax: no shadow
+  assertOk(r);
+  assert.equal(r.kind === "ok" ? r.shadow : "?", undefined);
+  // With TF set: no #DB after mov ss; the next instruction (TF still set) traps.
+  m.cpu.rip = CODE;
+  m.cpu.rflags |= FL.TF;
+  r = run(m, "8e d0");
+  assertOk(r);
+  assert.equal(r.kind === "ok" && r.shadow, "mov-ss");
+  assert.equal(m.cpu.rip, CODE + 2n);
+  assert.equal(m.cpu.rflags & FL.TF, FL.TF);
+  m.cpu.rip = CODE;
+  assert.equal(assertException(run(m, "90"), 1).dr6, DR6_BS); // nop: the single-step trap
+  // pop ss (32-bit protected mode).
+  const p = prot0();
+  p.cpu.gpr[4] = 0x3f000n;
+  p.mem.set(0x3f000, 4, 0x18n);
+  r = run(p, "17"); // pop ss
+  assertOk(r);
+  assert.equal(r.kind === "ok" && r.shadow, "mov-ss");
+  assert.equal(p.cpu.gpr[4], 0x3f004n);
+  // lss loads SS without a shadow.
+  const l = prot0();
+  l.mem.set(0x10000, 4, 0x2345n).set(0x10004, 2, 0x18n);
+  l.cpu.gpr[3] = 0x10000n;
+  r = run(l, "0f b2 23"); // lss esp,FWORD PTR [ebx]
+  assertOk(r);
+  assert.equal(r.kind === "ok" ? r.shadow : "?", undefined);
+});
+
+Deno.test("lgs with REX.W: m16:64 on Intel; AMD ignores REX.W (m16:32, the offset zero-extended)", () => {
+  const i = long0();
+  i.poke(DATA, 8, 0x1122_3344_5566_7788n).poke(DATA + 8n, 2, 0x18n);
+  i.cpu.gpr[7] = DATA;
+  assertOk(run(i, "48 0f b5 07")); // lgs rax,[rdi]
+  assert.equal(i.cpu.gpr[0], 0x1122_3344_5566_7788n);
+  assert.equal(seg(i, SEG.gs).selector, 0x18);
+  const a = machine({ vendor: "amd" });
+  withGdt(a);
+  a.poke(DATA, 4, 0x5566_7788n).poke(DATA + 4n, 2, 0x18n);
+  a.cpu.gpr[0] = 0xffff_ffff_ffff_ffffn;
+  a.cpu.gpr[7] = DATA;
+  assertOk(run(a, "48 0f b5 07")); // lgs rax,FWORD PTR [rdi] (measured on Zen)
+  assert.equal(a.cpu.gpr[0], 0x5566_7788n);
+  assert.equal(seg(a, SEG.gs).selector, 0x18);
+});

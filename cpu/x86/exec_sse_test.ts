@@ -248,3 +248,21 @@ Deno.test("x87 control: fninit, fnstcw/fldcw, fnstsw, fnclex, finit waits", () =
   c.cr0 |= 0x4n; // EM: x87 instructions raise #NM
   assertFaultNoChange(m, "db e3", 7);
 });
+
+Deno.test("fldcw keeps the defined FCW bits only, bit 6 reading as 1 (both vendors)", () => {
+  // SDM Vol. 1, 8.1.5: bits 6 and 13-15 reserved (7 too since the 287). Measured on AMD Zen;
+  // Bochs models Intel the same.
+  for (const vendor of ["amd", "intel"] as const) {
+    for (
+      const [mem, fcw] of [[0xffe3n, 0x1f63n], [0xffffn, 0x1f7fn], [0n, 0x40n], [0x80n, 0x40n]]
+    ) {
+      const m = machine({ vendor });
+      m.cpu.gpr[7] = DATA;
+      m.poke(DATA, 2, mem);
+      assertOk(run(m, "d9 2f")); // fldcw WORD PTR [rdi]
+      assert.equal(leRead(m.cpu.xsaveArea, 0, 2), fcw, `${vendor}: fldcw 0x${mem.toString(16)}`);
+      assertOk(again(m, "d9 7f 02")); // fnstcw WORD PTR [rdi+0x2]
+      assert.equal(m.peek(DATA + 2n, 2), fcw);
+    }
+  }
+});

@@ -19,6 +19,7 @@ import { DIRTY, SEG } from "./types.ts";
 
 const DATA = TestMachine.DATA;
 const CODE = TestMachine.CODE;
+const STACK = TestMachine.STACK_TOP;
 
 /** Compare-exchanges on the data pages (the page walker's A/D updates use cmpxchg too). */
 function dataCmpxchgs(m: TestMachine): number {
@@ -721,4 +722,141 @@ Deno.test("TF with a REP instruction: one iteration, then #DB with RIP still on 
   assert.equal(assertException(r, 1).dr6, DR6_BS);
   assert.equal(c.gpr[1], 2n);
   assert.equal(c.rip, CODE);
+});
+
+// ---------------------------------------------------------------------------
+// Alignment checking (SDM Vol. 3A, 6.15 "Interrupt 17", Table 6-7)
+
+/** A CPL 3 machine with CR0.AM and RFLAGS.AC set (as Linux user space with AC set). */
+function acMachine(vendor: "intel" | "amd" = "amd"): TestMachine {
+  const m = machine({ cpl: 3, vendor });
+  m.cpu.cr0 |= 1n << 18n; // AM
+  m.cpu.rflags |= FL.AC;
+  return m;
+}
+
+Deno.test("#AC(0): misaligned data accesses at CPL 3 with CR0.AM and RFLAGS.AC; bytes and lea never", () => {
+  const m = acMachine();
+  const c = m.cpu;
+  c.gpr[7] = DATA + 2n;
+  assertFaultNoChange(m, "8b 07", 17, 0); // mov eax,DWORD PTR [rdi]
+  assertFaultNoChange(m, "48 89 07", 17, 0); // mov QWORD PTR [rdi],rax
+  assertFaultNoChange(m, "01 07", 17, 0); // add DWORD PTR [rdi],eax (read-modify-write)
+  assertFaultNoChange(m, "f0 0f c1 07", 17, 0); // lock xadd DWORD PTR [rdi],eax
+  assertFaultNoChange(m, "0f c7 0f", 17, 0); // cmpxchg8b QWORD PTR [rdi]
+  assertFaultNoChange(m, "0f ba 27 03", 17, 0); // bt DWORD PTR [rdi],0x3
+  c.gpr[1] = 0n;
+  assertFaultNoChange(m, "d3 27", 17, 0); // shl DWORD PTR [rdi],cl: a zero count still accesses it
+  assertFaultNoChange(m, "0f 45 07", 17, 0); // cmovne eax,DWORD PTR [rdi]: read even when false
+  c.gpr[7] = DATA + 1n;
+  assertFaultNoChange(m, "66 8b 07", 17, 0); // mov ax,WORD PTR [rdi]
+  assertFaultNoChange(m, "0f b7 07", 17, 0); // movzx eax,WORD PTR [rdi]
+  assertFaultNoChange(m, "0f ae 1f", 17, 0); // stmxcsr DWORD PTR [rdi]
+  assertFaultNoChange(m, "d9 3f", 17, 0); // fnstcw WORD PTR [rdi]
+  assertOk(run(m, "8a 07")); // mov al,BYTE PTR [rdi]
+  c.rip = CODE;
+  assertOk(run(m, "48 8d 07")); // lea rax,[rdi]
+  c.rip = CODE;
+  assertOk(run(m, "0f 18 0f")); // prefetcht0 BYTE PTR [rdi]
+  // Aligned accesses are fine.
+  c.rip = CODE;
+  c.gpr[7] = DATA + 8n;
+  assertOk(run(m, "48 8b 07")); // mov rax,QWORD PTR [rdi]
+});
+
+Deno.test("#AC needs CPL 3, CR0.AM and RFLAGS.AC together", () => {
+  for (const [cpl, am, ac] of [[0, true, true], [3, false, true], [3, true, false]] as const) {
+    const m = machine({ cpl });
+    if (am) m.cpu.cr0 |= 1n << 18n;
+    if (ac) m.cpu.rflags |= FL.AC;
+    m.cpu.gpr[7] = DATA + 1n;
+    assertOk(run(m, "8b 07")); // mov eax,DWORD PTR [rdi]
+  }
+});
+
+Deno.test("#AC on the stack: push, pop, call, ret, pushf, leave with a misaligned RSP", () => {
+  for (const code of ["50", "5b", "e8 00 00 00 00", "c3", "9c", "66 50"]) {
+    const m = acMachine();
+    m.cpu.gpr[4] = STACK - 0x101n; // odd: misaligned for every size
+    assertFaultNoChange(m, code, 17, 0);
+  }
+  const m = acMachine();
+  m.cpu.gpr[4] = STACK - 0x102n; // 2-aligned: a 16-bit push is fine, a 64-bit one is not
+  assertOk(run(m, "66 50")); // push ax
+  m.cpu.rip = CODE;
+  assertFaultNoChange(m, "50", 17, 0); // push rax
+  m.cpu.gpr[5] = STACK - 0x101n;
+  assertFaultNoChange(m, "c9", 17, 0); // leave: pops rbp at a misaligned RBP
+});
+
+Deno.test("#AC for string elements: each iteration is checked; byte strings never", () => {
+  const m = acMachine();
+  const c = m.cpu;
+  c.gpr[6] = DATA;
+  c.gpr[7] = DATA + 0x101n;
+  c.gpr[1] = 4n;
+  assertFaultNoChange(m, "f3 a5", 17, 0); // rep movsd: the destination is misaligned
+  c.gpr[6] = DATA + 2n;
+  c.gpr[7] = DATA + 0x100n;
+  assertFaultNoChange(m, "f3 a5", 17, 0); // rep movsd: the source is misaligned
+  assertFaultNoChange(m, "48 ad", 17, 0); // lodsq
+  assertOk(run(m, "f3 a4")); // rep movsb
+  assert.equal(c.gpr[1], 0n);
+});
+
+Deno.test("#AC order: after segmentation and canonical checks and an instruction's #GP alignment, before #PF", () => {
+  const m = acMachine();
+  const c = m.cpu;
+  c.gpr[7] = 0x610001n; // an unmapped page: #AC comes first
+  assertFaultNoChange(m, "8b 07", 17, 0);
+  c.gpr[7] = 0x60fffen; // crossing into the unmapped page: #AC
+  assertFaultNoChange(m, "8b 07", 17, 0);
+  c.gpr[7] = 0x0000_8000_0000_0001n; // non-canonical: #GP(0) first
+  assertFaultNoChange(m, "8b 07", 13, 0);
+  c.gpr[7] = DATA + 1n;
+  assertFaultNoChange(m, "66 0f 6f 07", 13, 0); // movdqa: #GP(0) wins over #AC
+  assertFaultNoChange(m, "48 0f c7 0f", 13, 0); // cmpxchg16b: #GP(0) wins
+  m.pt!.map(DATA, 0x10000, { user: true, writable: false });
+  c.gpr[7] = DATA + 2n;
+  assertFaultNoChange(m, "89 07", 17, 0); // a read-only page: #AC before #PF
+  c.gpr[7] = DATA;
+  assertFaultNoChange(m, "89 07", 14, 7); // aligned: the #PF
+});
+
+Deno.test("#AC for SIMD operands: 2/4/8-byte ones by size; 16- and 32-byte ones at 16 on AMD, at 8 on Intel", () => {
+  const a = acMachine("amd");
+  const c = a.cpu;
+  c.gpr[7] = DATA + 4n;
+  assertFaultNoChange(a, "f3 0f 7e 07", 17, 0); // movq xmm0,QWORD PTR [rdi]
+  assertOk(run(a, "66 0f 3a 16 07 01")); // pextrd DWORD PTR [rdi],xmm0,0x1: 4 is enough
+  c.rip = CODE;
+  c.gpr[7] = DATA + 8n;
+  assertFaultNoChange(a, "f3 0f 6f 07", 17, 0); // movdqu xmm0,XMMWORD PTR [rdi]
+  assertFaultNoChange(a, "c5 fe 6f 07", 17, 0); // vmovdqu ymm0,YMMWORD PTR [rdi]
+  c.gpr[7] = DATA + 16n;
+  assertOk(run(a, "c5 fe 6f 07")); // vmovdqu ymm0,YMMWORD PTR [rdi]: 16 is enough
+  const i = acMachine("intel");
+  i.cpu.gpr[7] = DATA + 8n;
+  assertOk(run(i, "f3 0f 6f 07")); // movdqu at 8: no #AC on Intel (SDM 6.15)
+  i.cpu.gpr[7] = DATA + 4n;
+  assertFaultNoChange(i, "f3 0f 6f 07", 17, 0);
+  assertFaultNoChange(i, "f3 0f 7e 07", 17, 0); // movq xmm0,QWORD PTR [rdi]
+  i.cpu.gpr[7] = DATA + 2n;
+  assertFaultNoChange(i, "66 0f 7e 07", 17, 0); // movd DWORD PTR [rdi],xmm0
+  assertOk(run(i, "66 0f 3a 14 07 01")); // pextrb BYTE PTR [rdi],xmm0,0x1
+});
+
+Deno.test("#AC for sgdt's pseudo-descriptor (4) and far pointers (as their offset)", () => {
+  const m = acMachine();
+  const c = m.cpu;
+  c.gpr[0] = DATA + 4n;
+  assertOk(run(m, "0f 01 00")); // sgdt [rax]: 10 bytes, 4-byte alignment is enough
+  c.rip = CODE;
+  c.gpr[0] = DATA + 2n;
+  assertFaultNoChange(m, "0f 01 00", 17, 0);
+  // lgs: m16:16 needs 2, m16:32 needs 4 (measured on AMD Zen); the selectors are null.
+  c.gpr[7] = DATA + 0x42n;
+  assertOk(run(m, "66 0f b5 07")); // lgs ax,DWORD PTR [rdi]
+  c.rip = CODE;
+  assertFaultNoChange(m, "0f b5 07", 17, 0); // lgs eax,FWORD PTR [rdi]
 });

@@ -235,3 +235,38 @@ Deno.test("xsaves/xrstors: CPL 0 only; compacted form only; xsaveopt saves like 
   u.cpu.gpr[7] = AREA;
   assertFaultNoChange(u, "48 0f c7 2f", 13, 0);
 });
+
+Deno.test("fxrstor and xrstor load FCW as fldcw does: defined bits only, bit 6 set", () => {
+  const m = machine();
+  m.cpu.gpr[7] = AREA;
+  assertOk(run(m, "48 0f ae 07")); // fxsave64 [rdi]
+  m.poke(AREA, 2, 0xffe3n);
+  assertOk(again(m, "48 0f ae 0f")); // fxrstor64 [rdi]
+  assert.equal(leRead(m.cpu.xsaveArea, 0, 2), 0x1f63n);
+  m.cpu.gpr[0] = 1n; // RFBM: x87
+  m.cpu.gpr[2] = 0n;
+  assertOk(again(m, "48 0f ae 27")); // xsave64 [rdi]
+  m.poke(AREA, 2, 0xffffn);
+  assertOk(again(m, "48 0f ae 2f")); // xrstor64 [rdi]
+  assert.equal(leRead(m.cpu.xsaveArea, 0, 2), 0x1f7fn);
+  assertOk(again(m, "48 0f ae 07")); // fxsave64 stores the register as loaded
+  assert.equal(m.peek(AREA, 2), 0x1f7fn);
+});
+
+Deno.test("#AC with fxsave/fxrstor: AMD #AC below 4-byte alignment and #GP(0) above; Intel #GP(0); xsave #GP(0)", () => {
+  for (const vendor of ["amd", "intel"] as const) {
+    const m = machine({ cpl: 3, vendor });
+    m.cpu.cr0 |= 1n << 18n; // AM
+    m.cpu.rflags |= 1n << 18n; // AC
+    m.cpu.gpr[7] = AREA + 2n;
+    assertFaultNoChange(m, "48 0f ae 07", vendor === "amd" ? 17 : 13, 0); // fxsave64 [rdi]
+    assertFaultNoChange(m, "48 0f ae 0f", vendor === "amd" ? 17 : 13, 0); // fxrstor64 [rdi]
+    m.cpu.gpr[7] = AREA + 8n;
+    assertFaultNoChange(m, "48 0f ae 07", 13, 0);
+    m.cpu.gpr[0] = 3n;
+    m.cpu.gpr[7] = AREA + 2n;
+    assertFaultNoChange(m, "48 0f ae 27", 13, 0); // xsave64 [rdi]: the 64-byte rule first
+    m.cpu.gpr[7] = AREA;
+    assertOk(run(m, "48 0f ae 07")); // aligned: fine
+  }
+});

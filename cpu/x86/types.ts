@@ -326,13 +326,23 @@ export interface X86Exception {
 
 /**
  * What emulating one instruction did:
- * - "ok": executed; state and RIP updated.
+ * - "ok": executed; state and RIP updated. `shadow`, when present, says the
+ *   instruction leaves an interrupt shadow (SDM Vol. 3A, 6.8.3; Vol. 2B,
+ *   MOV, POP, STI): "mov-ss" after mov ss or pop ss (interrupts, NMIs and
+ *   debug exceptions, the single-step trap included, are held off until the
+ *   next instruction completes; the executor then reports no single-step
+ *   #DB for this one), "sti" after sti that set IF (it was 0): maskable
+ *   interrupts are held off until the next instruction completes. The
+ *   adapter passes it on to the vCPU (KVM: kvm_vcpu_events.interrupt.shadow
+ *   = KVM_X86_SHADOW_INT_MOV_SS (1) or KVM_X86_SHADOW_INT_STI (2), with
+ *   KVM_VCPUEVENT_VALID_SHADOW); absent means no shadow, also none left from
+ *   before this instruction.
  * - "exception": nothing changed (for a fault) or RIP moved past it (for a
  *   trap such as int3's #BP); the exception is to be delivered.
  * - "unsupported": the instruction decoded but the executor does not
  *   implement it (or the bytes did not decode); nothing changed.
  */
 export type StepResult =
-  | { readonly kind: "ok"; readonly insn: Instruction }
+  | { readonly kind: "ok"; readonly insn: Instruction; readonly shadow?: "mov-ss" | "sti" }
   | { readonly kind: "exception"; readonly exception: X86Exception; readonly insn?: Instruction }
   | { readonly kind: "unsupported"; readonly message: string; readonly insn?: Instruction };

@@ -1,0 +1,218 @@
+/*
+ * The native side of dhyve's x86 oracle: runs one instruction at CPL3 with
+ * every general-purpose register (RSP too), RFLAGS, XMM0-15, the upper
+ * halves of YMM0-15 (with AVX), MXCSR and the x87 control word loaded from
+ * oracle_in, and stores the same state into oracle_out afterwards.
+ *
+ * The instruction under test sits in a page of its own, followed by
+ * `jmp qword ptr [rip+disp]` to oracle_done (harness.c put_jmp), so that
+ * neither a register nor a flag is spent on getting back; a taken branch
+ * lands on another such jump to oracle_done_taken. The stub's own pushfq
+ * afterwards uses a private stack (oracle_stack); a fault is delivered on
+ * the sigaltstack set up in harness.c (through oracle_signal_entry), whose
+ * handler resumes at oracle_fault_return. oracle_running is 1 exactly while
+ * the instruction under test may be executing.
+ *
+ * Layout of struct oracle_regs (harness.c, _oracle.ts):
+ *   0   gpr[16]  (rax rcx rdx rbx rsp rbp rsi rdi r8-r15)
+ *   128 rflags
+ *   136 rip
+ *   144 xmm[16][16]
+ *   400 ymmh[16][16]  bits 255:128 of ymm0-15 (only when oracle_avx != 0)
+ *   656 mxcsr
+ *   660 fcw (x87 control word)
+ *   662 fsw (x87 status word, stored only)
+ *   672 mem[] (copied by harness.c, not touched here)
+ */
+        .intel_syntax noprefix
+
+        .bss
+        .balign 64
+        .globl  oracle_in, oracle_out, oracle_code, oracle_saved_rsp, oracle_avx, oracle_taken
+        .globl  oracle_running
+oracle_in:          .skip 1024
+oracle_out:         .skip 1024
+oracle_code:        .skip 8
+oracle_saved_rsp:   .skip 8
+oracle_avx:         .skip 8
+oracle_taken:       .skip 8
+oracle_running:     .skip 8
+oracle_mxcsr_default: .skip 4
+        .balign 64
+oracle_stack:       .skip 4096
+oracle_stack_top:
+
+        .text
+        /* int oracle_run(void): 0 when the instruction completed, 1 after a fault. */
+        .globl  oracle_run
+        .type   oracle_run, @function
+oracle_run:
+        push    rbx
+        push    rbp
+        push    r12
+        push    r13
+        push    r14
+        push    r15
+        mov     [rip + oracle_saved_rsp], rsp
+        lea     rsp, [rip + oracle_stack_top]
+        movdqu  xmm0,  [rip + oracle_in + 144 + 16*0]
+        movdqu  xmm1,  [rip + oracle_in + 144 + 16*1]
+        movdqu  xmm2,  [rip + oracle_in + 144 + 16*2]
+        movdqu  xmm3,  [rip + oracle_in + 144 + 16*3]
+        movdqu  xmm4,  [rip + oracle_in + 144 + 16*4]
+        movdqu  xmm5,  [rip + oracle_in + 144 + 16*5]
+        movdqu  xmm6,  [rip + oracle_in + 144 + 16*6]
+        movdqu  xmm7,  [rip + oracle_in + 144 + 16*7]
+        movdqu  xmm8,  [rip + oracle_in + 144 + 16*8]
+        movdqu  xmm9,  [rip + oracle_in + 144 + 16*9]
+        movdqu  xmm10, [rip + oracle_in + 144 + 16*10]
+        movdqu  xmm11, [rip + oracle_in + 144 + 16*11]
+        movdqu  xmm12, [rip + oracle_in + 144 + 16*12]
+        movdqu  xmm13, [rip + oracle_in + 144 + 16*13]
+        movdqu  xmm14, [rip + oracle_in + 144 + 16*14]
+        movdqu  xmm15, [rip + oracle_in + 144 + 16*15]
+        cmp     byte ptr [rip + oracle_avx], 0
+        je      2f
+        vinsertf128 ymm0, ymm0, [rip + oracle_in + 400 + 16*0], 1
+        vinsertf128 ymm1, ymm1, [rip + oracle_in + 400 + 16*1], 1
+        vinsertf128 ymm2, ymm2, [rip + oracle_in + 400 + 16*2], 1
+        vinsertf128 ymm3, ymm3, [rip + oracle_in + 400 + 16*3], 1
+        vinsertf128 ymm4, ymm4, [rip + oracle_in + 400 + 16*4], 1
+        vinsertf128 ymm5, ymm5, [rip + oracle_in + 400 + 16*5], 1
+        vinsertf128 ymm6, ymm6, [rip + oracle_in + 400 + 16*6], 1
+        vinsertf128 ymm7, ymm7, [rip + oracle_in + 400 + 16*7], 1
+        vinsertf128 ymm8, ymm8, [rip + oracle_in + 400 + 16*8], 1
+        vinsertf128 ymm9, ymm9, [rip + oracle_in + 400 + 16*9], 1
+        vinsertf128 ymm10, ymm10, [rip + oracle_in + 400 + 16*10], 1
+        vinsertf128 ymm11, ymm11, [rip + oracle_in + 400 + 16*11], 1
+        vinsertf128 ymm12, ymm12, [rip + oracle_in + 400 + 16*12], 1
+        vinsertf128 ymm13, ymm13, [rip + oracle_in + 400 + 16*13], 1
+        vinsertf128 ymm14, ymm14, [rip + oracle_in + 400 + 16*14], 1
+        vinsertf128 ymm15, ymm15, [rip + oracle_in + 400 + 16*15], 1
+2:      ldmxcsr [rip + oracle_in + 656]
+        fninit
+        fldcw   [rip + oracle_in + 660]
+        push    qword ptr [rip + oracle_in + 128]
+        popfq
+        mov     rax, [rip + oracle_in + 8*0]
+        mov     rcx, [rip + oracle_in + 8*1]
+        mov     rdx, [rip + oracle_in + 8*2]
+        mov     rbx, [rip + oracle_in + 8*3]
+        mov     rbp, [rip + oracle_in + 8*5]
+        mov     rsi, [rip + oracle_in + 8*6]
+        mov     rdi, [rip + oracle_in + 8*7]
+        mov     r8,  [rip + oracle_in + 8*8]
+        mov     r9,  [rip + oracle_in + 8*9]
+        mov     r10, [rip + oracle_in + 8*10]
+        mov     r11, [rip + oracle_in + 8*11]
+        mov     r12, [rip + oracle_in + 8*12]
+        mov     r13, [rip + oracle_in + 8*13]
+        mov     r14, [rip + oracle_in + 8*14]
+        mov     r15, [rip + oracle_in + 8*15]
+        mov     rsp, [rip + oracle_in + 8*4]
+        mov     byte ptr [rip + oracle_running], 1
+        jmp     qword ptr [rip + oracle_code]
+
+        /* A taken branch lands on a second jmp back, which comes here. */
+        .globl  oracle_done_taken
+oracle_done_taken:
+        mov     byte ptr [rip + oracle_taken], 1
+        .globl  oracle_done
+oracle_done:
+        mov     byte ptr [rip + oracle_running], 0
+        mov     [rip + oracle_out + 8*4], rsp
+        lea     rsp, [rip + oracle_stack_top]
+        pushfq
+        mov     [rip + oracle_out + 8*0], rax
+        mov     [rip + oracle_out + 8*1], rcx
+        mov     [rip + oracle_out + 8*2], rdx
+        mov     [rip + oracle_out + 8*3], rbx
+        mov     [rip + oracle_out + 8*5], rbp
+        mov     [rip + oracle_out + 8*6], rsi
+        mov     [rip + oracle_out + 8*7], rdi
+        mov     [rip + oracle_out + 8*8], r8
+        mov     [rip + oracle_out + 8*9], r9
+        mov     [rip + oracle_out + 8*10], r10
+        mov     [rip + oracle_out + 8*11], r11
+        mov     [rip + oracle_out + 8*12], r12
+        mov     [rip + oracle_out + 8*13], r13
+        mov     [rip + oracle_out + 8*14], r14
+        mov     [rip + oracle_out + 8*15], r15
+        pop     rax
+        mov     [rip + oracle_out + 128], rax
+        movdqu  [rip + oracle_out + 144 + 16*0],  xmm0
+        movdqu  [rip + oracle_out + 144 + 16*1],  xmm1
+        movdqu  [rip + oracle_out + 144 + 16*2],  xmm2
+        movdqu  [rip + oracle_out + 144 + 16*3],  xmm3
+        movdqu  [rip + oracle_out + 144 + 16*4],  xmm4
+        movdqu  [rip + oracle_out + 144 + 16*5],  xmm5
+        movdqu  [rip + oracle_out + 144 + 16*6],  xmm6
+        movdqu  [rip + oracle_out + 144 + 16*7],  xmm7
+        movdqu  [rip + oracle_out + 144 + 16*8],  xmm8
+        movdqu  [rip + oracle_out + 144 + 16*9],  xmm9
+        movdqu  [rip + oracle_out + 144 + 16*10], xmm10
+        movdqu  [rip + oracle_out + 144 + 16*11], xmm11
+        movdqu  [rip + oracle_out + 144 + 16*12], xmm12
+        movdqu  [rip + oracle_out + 144 + 16*13], xmm13
+        movdqu  [rip + oracle_out + 144 + 16*14], xmm14
+        movdqu  [rip + oracle_out + 144 + 16*15], xmm15
+        stmxcsr [rip + oracle_out + 656]
+        fnstcw  [rip + oracle_out + 660]
+        fnstsw  [rip + oracle_out + 662]
+        fninit
+        cmp     byte ptr [rip + oracle_avx], 0
+        je      3f
+        vextractf128 [rip + oracle_out + 400 + 16*0], ymm0, 1
+        vextractf128 [rip + oracle_out + 400 + 16*1], ymm1, 1
+        vextractf128 [rip + oracle_out + 400 + 16*2], ymm2, 1
+        vextractf128 [rip + oracle_out + 400 + 16*3], ymm3, 1
+        vextractf128 [rip + oracle_out + 400 + 16*4], ymm4, 1
+        vextractf128 [rip + oracle_out + 400 + 16*5], ymm5, 1
+        vextractf128 [rip + oracle_out + 400 + 16*6], ymm6, 1
+        vextractf128 [rip + oracle_out + 400 + 16*7], ymm7, 1
+        vextractf128 [rip + oracle_out + 400 + 16*8], ymm8, 1
+        vextractf128 [rip + oracle_out + 400 + 16*9], ymm9, 1
+        vextractf128 [rip + oracle_out + 400 + 16*10], ymm10, 1
+        vextractf128 [rip + oracle_out + 400 + 16*11], ymm11, 1
+        vextractf128 [rip + oracle_out + 400 + 16*12], ymm12, 1
+        vextractf128 [rip + oracle_out + 400 + 16*13], ymm13, 1
+        vextractf128 [rip + oracle_out + 400 + 16*14], ymm14, 1
+        vextractf128 [rip + oracle_out + 400 + 16*15], ymm15, 1
+        vzeroupper
+3:      mov     dword ptr [rip + oracle_mxcsr_default], 0x1f80
+        ldmxcsr [rip + oracle_mxcsr_default]
+        /* Clean flags for the C code (a popf under test may have set DF, NT or ID). */
+        push    2
+        popfq
+        mov     rsp, [rip + oracle_saved_rsp]
+        xor     eax, eax
+        jmp     1f
+
+        /* The signal handler sends a faulting instruction here (DF already clear). */
+        .globl  oracle_fault_return
+oracle_fault_return:
+        mov     rsp, [rip + oracle_saved_rsp]
+        mov     eax, 1
+1:      pop     r15
+        pop     r14
+        pop     r13
+        pop     r12
+        pop     rbp
+        pop     rbx
+        ret
+        .size   oracle_run, . - oracle_run
+
+        /*
+         * The signal handler's entry: the kernel keeps RFLAGS.AC as the instruction under
+         * test left it, and the C handler must not run into alignment checks itself.
+         */
+        .globl  oracle_signal_entry
+        .type   oracle_signal_entry, @function
+oracle_signal_entry:
+        pushfq
+        and     qword ptr [rsp], ~0x40000
+        popfq
+        jmp     oracle_on_fault
+        .size   oracle_signal_entry, . - oracle_signal_entry
+
+        .section .note.GNU-stack, "", @progbits
