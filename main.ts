@@ -6,6 +6,7 @@
  * deno run -A main.ts check vm.toml             print the effective config and memory map
  * deno run -A main.ts tables vm.toml --out DIR  write the firmware tables to DIR
  * deno run -A main.ts devices                   list the device models
+ * deno run -A main.ts initramfs DIR -o OUT      write DIR as a gzipped newc initramfs
  * ```
  *
  * Exit statuses: 0 reset, 1 poweroff, 2 halt, 3 triple fault, 4 error
@@ -119,7 +120,11 @@ async function up(
 
   let vm: import("./lib/vm.ts").Vm;
   try {
-    vm = await Vm.create(config, { workers });
+    vm = await Vm.create(config, {
+      workers,
+      // With -v: a status line every 5 s on stderr (a Linux boot takes minutes here).
+      progressMs: (opts.verbose ?? 0) > 0 ? 5000 : 0,
+    });
   } catch (e) {
     if (e instanceof PayloadError) fail(e.message, EXIT_USAGE);
     if (e instanceof KvmUnavailableError) fail(e.message, EXIT_ERROR);
@@ -212,12 +217,23 @@ async function check(path: string): Promise<void> {
   const tables = buildFirmwareTables(platform).tables.map((t) =>
     `  ${t.signature.padEnd(4)} at ${hex(t.address)}, ${t.bytes.length} bytes`
   );
+  const { describePayload, PayloadError } = await import("./lib/boot/payload.ts");
+  let payload: string[];
+  try {
+    payload = await describePayload(config.boot, platform.layout.e820);
+  } catch (e) {
+    if (e instanceof PayloadError) fail(e.message, EXIT_USAGE);
+    throw e;
+  }
   const out = [
     formatConfig(config).trimEnd(),
     "",
     formatTopology(config.cpu),
     "",
     formatLayout(platform.layout),
+    "",
+    "boot payload:",
+    ...payload.map((l) => `  ${l}`),
     "",
     "pci bus 0:",
     ...pci,
@@ -284,6 +300,52 @@ async function devices(): Promise<void> {
   }
 }
 
+async function initramfs(
+  dir: string,
+  opts: { output: string; dev: string[]; devices?: string; keepOwner?: boolean; compress: boolean },
+): Promise<void> {
+  const { buildInitramfs, InitramfsError, parseDeviceSpec, parseDeviceSpecFile } = await import(
+    "./lib/initramfs.ts"
+  );
+  const abs = (p: string) => (p.startsWith("/") ? p : `${Deno.cwd()}/${p}`).replace(/\/+$/, "");
+  try {
+    const st = await Deno.stat(dir);
+    if (!st.isDirectory) fail(`${dir} is not a directory`, EXIT_USAGE);
+  } catch (e) {
+    fail(`cannot read directory ${dir}: ${reasonOf(e)}`, EXIT_USAGE);
+  }
+  try {
+    const entries = opts.dev.map((d, i) => parseDeviceSpec(d, `--dev #${i + 1}`));
+    if (opts.devices !== undefined) {
+      let text: string;
+      try {
+        text = await Deno.readTextFile(opts.devices);
+      } catch (e) {
+        fail(`cannot read device spec file ${opts.devices}: ${reasonOf(e)}`, EXIT_USAGE);
+      }
+      entries.push(...parseDeviceSpecFile(text, opts.devices));
+    }
+    const image = await buildInitramfs({
+      dir,
+      entries,
+      keepOwner: opts.keepOwner,
+      compress: opts.compress,
+      exclude: [abs(opts.output)],
+    });
+    try {
+      await Deno.writeFile(opts.output, image);
+    } catch (e) {
+      fail(`cannot write ${opts.output}: ${reasonOf(e)}`, EXIT_USAGE);
+    }
+    note(
+      `wrote ${opts.output}: ${image.length} bytes (newc cpio${opts.compress ? ", gzip" : ""})`,
+    );
+  } catch (e) {
+    if (e instanceof InitramfsError) fail(e.message, EXIT_USAGE);
+    throw e;
+  }
+}
+
 /** Builds the command tree. */
 export function cli(): Command {
   const program = new Command()
@@ -320,6 +382,22 @@ export function cli(): Command {
   program.command("devices")
     .description("list the device models")
     .action(devices);
+  program.command("initramfs")
+    .description(
+      "write a directory tree as an initramfs: a newc cpio archive, gzip-compressed (owner root, hard links as copies)",
+    )
+    .argument("<dir>", "the root of the tree (/init and everything it needs)")
+    .requiredOption("-o, --output <file>", "the archive to write", nonEmptyPath)
+    .option(
+      "--dev <spec>",
+      'add a device node: "PATH c|b MAJOR MINOR [MODE [UID [GID]]]" or "PATH p [MODE ...]", e.g. "dev/console c 5 1 0600" (repeatable)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .option("--devices <file>", "add the device nodes listed in a file, one --dev spec a line")
+    .option("--keep-owner", "keep the files' owners (default: everything is owned by root)")
+    .option("--no-compress", "write the cpio archive without gzip")
+    .action(initramfs);
   return program;
 }
 

@@ -13,7 +13,11 @@
 
 import { parse, TomlError } from "smol-toml";
 import { apicIdOf, MAX_XAPIC_ID } from "../cpu/topology.ts";
+import { isElf } from "./boot/elf.ts";
+import { isBzImage, LinuxBootError } from "./boot/linux.ts";
 import { findMultibootHeader } from "./boot/multiboot.ts";
+import { detectLinuxFormat, LINUX_HEAD, planLinux } from "./boot/payload.ts";
+import { findPvhEntry } from "./boot/pvh.ts";
 import { BOOT_PARAMS } from "./boot/zero_page.ts";
 import { MAX_PIN_SOURCES } from "./irq.ts";
 import {
@@ -88,7 +92,9 @@ export type EntryMode = (typeof ENTRY_MODES)[number];
 /**
  * The boot payload: `probe` (no payload; the machine is built and checked),
  * `raw` (a flat image copied to `address`, entered at `entryPoint` in
- * `entry` mode) or `multiboot` (an ELF kernel with a command line and modules).
+ * `entry` mode), `multiboot` (an ELF kernel with a command line and modules)
+ * or `linux` (a bzImage or a PVH ELF vmlinux, an optional initrd and a
+ * command line).
  */
 export type BootConfig =
   | { readonly kind: "probe" }
@@ -104,6 +110,13 @@ export type BootConfig =
     readonly kernel: string;
     readonly cmdline: string;
     readonly modules: readonly { readonly path: string; readonly cmdline: string }[];
+  }
+  | {
+    readonly kind: "linux";
+    readonly kernel: string;
+    /** The initrd (initramfs) file, if any. */
+    readonly initrd?: string;
+    readonly cmdline: string;
   };
 
 /** Where a serial port's output goes (and, for stdio, its input comes from). */
@@ -159,13 +172,14 @@ const MULTIBOOT_HEAD = 8 * KiB + 32;
 export const DEVICE_TYPES = ["debug-exit"] as const;
 /** The known `[[pci]]` types. */
 export const PCI_TYPES = ["testdev"] as const;
-const BOOT_KINDS = ["probe", "raw", "multiboot"] as const;
+const BOOT_KINDS = ["probe", "raw", "multiboot", "linux"] as const;
 
 /** Keys allowed in `[boot]` for each kind. */
 const BOOT_KEYS: Readonly<Record<(typeof BOOT_KINDS)[number], readonly string[]>> = {
   probe: ["kind"],
   raw: ["kind", "image", "address", "entry", "entry_point"],
   multiboot: ["kind", "kernel", "cmdline", "modules"],
+  linux: ["kind", "kernel", "initrd", "cmdline"],
 };
 const ALL_BOOT_KEYS = [...new Set(Object.values(BOOT_KEYS).flat())];
 
@@ -350,6 +364,10 @@ export function formatConfig(config: VmConfig): string {
     put("boot.address", hex(boot.address));
     put("boot.entry", boot.entry);
     put("boot.entry_point", hex(boot.entryPoint));
+  } else if (boot.kind === "linux") {
+    put("boot.kernel", quoteIfNeeded(boot.kernel));
+    if (boot.initrd !== undefined) put("boot.initrd", quoteIfNeeded(boot.initrd));
+    put("boot.cmdline", quoteIfNeeded(boot.cmdline));
   } else if (boot.kind === "multiboot") {
     put("boot.kernel", quoteIfNeeded(boot.kernel));
     put("boot.cmdline", quoteIfNeeded(boot.cmdline));
@@ -542,8 +560,12 @@ function checkBoot(c: Checker, root: Table, memory: VmConfig["memory"]): BootCon
       ["boot", "kind"],
       "missing `kind`, and it cannot be inferred: both `kernel` and `image` are given",
     );
+  } else if (has(t, "initrd")) {
+    kind = "linux"; // only Linux takes an initrd
+  } else if (has(t, "modules")) {
+    kind = "multiboot"; // only Multiboot takes modules
   } else if (has(t, "kernel")) {
-    kind = "multiboot";
+    kind = inferKernelKind(c, t);
   } else if (has(t, "image")) {
     kind = "raw";
   } else {
@@ -558,6 +580,7 @@ function checkBoot(c: Checker, root: Table, memory: VmConfig["memory"]): BootCon
   }
   if (kind === "probe") return { kind };
   if (kind === "raw") return checkRawBoot(c, t, memory);
+  if (kind === "linux") return checkLinuxBoot(c, t, memory);
 
   const kernel = readFile(c, t, ["boot"], "kernel", true);
   if (kernel !== undefined) checkMultibootKernel(c, kernel);
@@ -572,6 +595,73 @@ function checkBoot(c: Checker, root: Table, memory: VmConfig["memory"]): BootCon
     };
   });
   return { kind, kernel: kernel?.path ?? "", cmdline, modules };
+}
+
+/**
+ * The kind of a `kernel` given without `kind`: "linux" for a bzImage or an
+ * ELF with a PVH entry note and no Multiboot header, else "multiboot" (the
+ * kind a lone `kernel` always meant; its checks report what is wrong).
+ */
+function inferKernelKind(c: Checker, t: Table): "linux" | "multiboot" {
+  const given = get(t, "kernel");
+  if (typeof given !== "string" || given === "") return "multiboot";
+  const path = resolve(c.baseDir, given);
+  try {
+    // Stat first: opening a FIFO would block (readFile reports what it is).
+    if (!Deno.statSync(path).isFile) return "multiboot";
+    const head = readHead(path, LINUX_HEAD);
+    if (findMultibootHeader(head) !== undefined) return "multiboot";
+    if (isBzImage(head)) return "linux";
+    if (isElf(head) && findPvhEntry(Deno.readFileSync(path), path) !== undefined) return "linux";
+  } catch {
+    // Unreadable or malformed: the multiboot checks say what is wrong.
+  }
+  return "multiboot";
+}
+
+/**
+ * `kind = "linux"`: `kernel` (a bzImage or a PVH vmlinux), an optional
+ * `initrd` and `cmdline`. Everything the loader would refuse is refused
+ * here, before any VM exists: an unknown format, a setup header older than
+ * 2.06, a command line over the kernel's limit, a kernel or initrd that does
+ * not fit in the RAM below the lowmem end.
+ */
+function checkLinuxBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootConfig {
+  const kernel = readFile(c, t, ["boot"], "kernel", true);
+  const initrd = has(t, "initrd") ? readFile(c, t, ["boot"], "initrd", false) : undefined;
+  const cmdline = readCmdline(c, t, ["boot"], "cmdline");
+  if (kernel !== undefined && kernel.size === 0) {
+    c.fail(["boot", "kernel"], `${kernel.path} is empty`);
+  }
+  if (
+    kernel !== undefined && kernel.size > 0 && c.ok(["boot", "cmdline"]) &&
+    (!has(t, "initrd") || initrd !== undefined) &&
+    c.ok(["memory", "size"], ["memory", "lowmem_limit"])
+  ) {
+    const { e820 } = computeLayout(memory.size, memory.lowmemLimit);
+    try {
+      let bytes = readHead(kernel.path, LINUX_HEAD);
+      // An ELF's notes may be anywhere in it: read it all (a bzImage needs its setup only).
+      if (detectLinuxFormat(bytes, kernel.path) === "pvh") bytes = Deno.readFileSync(kernel.path);
+      planLinux(
+        bytes,
+        initrd?.size,
+        cmdline,
+        e820,
+        { kernel: kernel.path, initrd: initrd?.path },
+        kernel.size,
+      );
+    } catch (e) {
+      if (e instanceof LinuxBootError) c.fail(["boot", e.key], e.message);
+      else c.fail(["boot", "kernel"], `cannot read ${kernel.path}: ${errorText(e)}`);
+    }
+  }
+  return {
+    kind: "linux",
+    kernel: kernel?.path ?? "",
+    ...(initrd !== undefined ? { initrd: initrd.path } : {}),
+    cmdline,
+  };
 }
 
 /** The kernel is not empty and has a Multiboot header where the loader looks for one. */
@@ -798,6 +888,14 @@ function inputClash(c: Checker, path: string, name: string, boot: BootConfig): s
 /** The files a boot payload reads (absolute paths), each with what it is and its key. */
 export function bootInputs(boot: BootConfig): { path: string; what: string }[] {
   if (boot.kind === "raw") return [{ path: boot.image, what: "the boot image (boot.image)" }];
+  if (boot.kind === "linux") {
+    return [
+      { path: boot.kernel, what: "the kernel (boot.kernel)" },
+      ...(boot.initrd !== undefined
+        ? [{ path: boot.initrd, what: "the initrd (boot.initrd)" }]
+        : []),
+    ];
+  }
   if (boot.kind !== "multiboot") return [];
   return [
     { path: boot.kernel, what: "the kernel (boot.kernel)" },

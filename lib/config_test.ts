@@ -406,12 +406,12 @@ Deno.test("malformed configs: each issue names file:line:col, key path and probl
       [
         "unknown boot kind",
         `[boot]\nkind = "uefi"\n`,
-        ['vm.toml:2:8: boot.kind: unknown boot kind "uefi"; expected "probe", "raw" or "multiboot"'],
+        ['vm.toml:2:8: boot.kind: unknown boot kind "uefi"; expected "probe", "raw", "multiboot" or "linux"'],
       ],
       [
         "boot kind not inferable",
         `\n[boot]\ncmdline = "x"\n`,
-        ['vm.toml:2:1: boot.kind: missing required key `kind` ("probe", "raw" or "multiboot")'],
+        ['vm.toml:2:1: boot.kind: missing required key `kind` ("probe", "raw", "multiboot" or "linux")'],
       ],
       [
         "raw without address",
@@ -900,11 +900,11 @@ Deno.test("unknown names get a hint when close, ignoring case", async () => {
     const cases: [string, string][] = [
       [
         `[boot]\nkind = "Probe"\n`,
-        'vm.toml:2:8: boot.kind: unknown boot kind "Probe"; expected "probe", "raw" or "multiboot"; did you mean "probe"?',
+        'vm.toml:2:8: boot.kind: unknown boot kind "Probe"; expected "probe", "raw", "multiboot" or "linux"; did you mean "probe"?',
       ],
       [
         `[boot]\nkind = "MULTIBOOT"\n`,
-        'vm.toml:2:8: boot.kind: unknown boot kind "MULTIBOOT"; expected "probe", "raw" or "multiboot"; did you mean "multiboot"?',
+        'vm.toml:2:8: boot.kind: unknown boot kind "MULTIBOOT"; expected "probe", "raw", "multiboot" or "linux"; did you mean "multiboot"?',
       ],
       [
         `[boot]\nimage = "${dir}/guest.bin"\naddress = 0x8000\nentry = "Real16"\n`,
@@ -933,7 +933,7 @@ Deno.test("unknown names get a hint when close, ignoring case", async () => {
       // Nothing close: no hint.
       [
         `[boot]\nkind = "bios"\n`,
-        'vm.toml:2:8: boot.kind: unknown boot kind "bios"; expected "probe", "raw" or "multiboot"',
+        'vm.toml:2:8: boot.kind: unknown boot kind "bios"; expected "probe", "raw", "multiboot" or "linux"',
       ],
     ];
     for (const [toml, expected] of cases) await assertIssues(toml, [expected]);
@@ -986,4 +986,181 @@ Deno.test("PCI functions are kept in bus order (slot, then function), whatever t
     "pci[3].function=0",
     "pci[3].type=testdev",
   ]);
+});
+
+/**
+ * A minimal bzImage (boot.rst setup header): 4 setup sectors, protocol
+ * `version`, 64-bit entry, relocatable, pref_address 16 MiB, init_size
+ * `initSize`, cmdline_size 63, then 4 KiB of protected-mode code.
+ */
+function bzImageFile(version = 0x020f, initSize = 0x400000): Uint8Array {
+  const b = new Uint8Array(5 * 512 + 0x1000);
+  const dv = new DataView(b.buffer);
+  b[0x1f1] = 4; // setup_sects
+  dv.setUint16(0x1fe, 0xaa55, true); // boot_flag
+  b[0x201] = 0x6a; // the header ends at 0x26c
+  dv.setUint32(0x202, 0x53726448, true); // "HdrS"
+  dv.setUint16(0x206, version, true);
+  b[0x211] = 1; // loadflags: LOADED_HIGH
+  dv.setUint32(0x22c, 0x7fffffff, true); // initrd_addr_max
+  dv.setUint32(0x230, 0x200000, true); // kernel_alignment
+  b[0x234] = 1; // relocatable_kernel
+  dv.setUint16(0x236, 1, true); // xloadflags: XLF_KERNEL_64
+  dv.setUint32(0x238, 63, true); // cmdline_size
+  dv.setBigUint64(0x258, 0x1000000n, true); // pref_address
+  dv.setUint32(0x260, initSize, true); // init_size
+  return b;
+}
+
+/** A minimal ELF64 vmlinux at 16 MiB with a PVH entry note (or without). */
+async function pvhFile(pvh = true): Promise<Uint8Array> {
+  const { buildElf, PT_NOTE } = await import("./boot/_testing.ts");
+  const note = new Uint8Array(12 + 4 + 8);
+  const dv = new DataView(note.buffer);
+  dv.setUint32(0, 4, true);
+  dv.setUint32(4, 8, true);
+  dv.setUint32(8, pvh ? 18 : 17, true); // XEN_ELFNOTE_PHYS32_ENTRY
+  note.set(new TextEncoder().encode("Xen\0"), 12);
+  dv.setUint32(16, 0x1000010, true);
+  return buildElf({
+    class: 64,
+    entry: 0x1000000,
+    segments: [
+      { paddr: 0x1000000, data: new Uint8Array(0x1000).fill(0x90), memsz: 0x2000 },
+      { type: PT_NOTE, paddr: 0, data: note },
+    ],
+  });
+}
+
+async function withLinuxFiles(fn: (dir: string) => Promise<void>): Promise<void> {
+  await withFiles(async (dir) => {
+    await Deno.writeFile(`${dir}/vmlinuz`, bzImageFile());
+    await Deno.writeFile(`${dir}/vmlinux`, await pvhFile());
+    await Deno.writeFile(`${dir}/initrd.gz`, new Uint8Array(0x3000).fill(1));
+    await fn(dir);
+  });
+}
+
+Deno.test("linux boot: kernel, initrd and cmdline, resolved and shown in the effective config", async () => {
+  await withLinuxFiles(async (dir) => {
+    const c = await parseConfig(
+      `[boot]\nkind = "linux"\nkernel = "vmlinuz"\ninitrd = "initrd.gz"\ncmdline = "console=ttyS0"\n`,
+      `${dir}/vm.toml`,
+    );
+    assert.deepEqual(c.boot, {
+      kind: "linux",
+      kernel: `${dir}/vmlinuz`,
+      initrd: `${dir}/initrd.gz`,
+      cmdline: "console=ttyS0",
+    });
+    const text = formatConfig(c);
+    assert.match(text, /^boot\.kind=linux$/m);
+    assert.match(text, new RegExp(`^boot\\.kernel=${dir}/vmlinuz$`, "m"));
+    assert.match(text, new RegExp(`^boot\\.initrd=${dir}/initrd\\.gz$`, "m"));
+    assert.match(text, /^boot\.cmdline=console=ttyS0$/m);
+    // Without an initrd and a cmdline.
+    const bare = await parseConfig(
+      `[boot]\nkind = "linux"\nkernel = "vmlinux"\n`,
+      `${dir}/vm.toml`,
+    );
+    assert.deepEqual(bare.boot, { kind: "linux", kernel: `${dir}/vmlinux`, cmdline: "" });
+    assert.doesNotMatch(formatConfig(bare), /boot\.initrd/);
+  });
+});
+
+Deno.test("linux boot: the kind is inferred from the keys and the kernel's format", async () => {
+  await withLinuxFiles(async (dir) => {
+    const kind = async (boot: string) =>
+      (await parseConfig(`[boot]\n${boot}\n`, `${dir}/vm.toml`)).boot.kind;
+    assert.equal(await kind(`kernel = "vmlinuz"`), "linux"); // a bzImage
+    assert.equal(await kind(`kernel = "vmlinux"`), "linux"); // an ELF with a PVH note
+    assert.equal(await kind(`kernel = "kernel.elf"`), "multiboot"); // a multiboot header
+    assert.equal(await kind(`kernel = "vmlinux"\ninitrd = "initrd.img"`), "linux");
+    // Only Linux takes an initrd: a multiboot kernel with one is told what to use.
+    await assertIssues(`[boot]\nkernel = "${dir}/kernel.elf"\ninitrd = "${dir}/initrd.img"\n`, [
+      `vm.toml:2:10: boot.kernel: ${dir}/kernel.elf: unknown kernel format (first bytes 02 b0 ad 1b): neither a bzImage (0xAA55 and "HdrS" at 0x1fe/0x202) nor an ELF vmlinux; it has a multiboot header: use kind = "multiboot"`,
+    ]);
+    assert.equal(
+      await kind(`kernel = "kernel.elf"\nmodules = [{ path = "initrd.img" }]`),
+      "multiboot",
+    );
+    // An ELF without a PVH note or multiboot header stays "multiboot", which says what is missing.
+    await Deno.writeFile(`${dir}/plain.elf`, await pvhFile(false));
+    await assertIssues(`[boot]\nkernel = "${dir}/plain.elf"\n`, [
+      `vm.toml:2:10: boot.kernel: ${dir}/plain.elf has no multiboot header in the first 8 KiB`,
+    ]);
+  });
+});
+
+Deno.test("linux boot: refused before any VM exists, naming the file and the key", async () => {
+  await withLinuxFiles(async (dir) => {
+    const boot = (extra: string) => `[boot]\nkind = "linux"\n${extra}\n`;
+    // An unknown format.
+    await assertIssues(boot(`kernel = "${dir}/guest.bin"`), [
+      `vm.toml:3:10: boot.kernel: ${dir}/guest.bin: unknown kernel format (first bytes 00 00 00 00): neither a bzImage (0xAA55 and "HdrS" at 0x1fe/0x202) nor an ELF vmlinux`,
+    ]);
+    await assertIssues(boot(`kernel = "${dir}/kernel.elf"`), [
+      `vm.toml:3:10: boot.kernel: ${dir}/kernel.elf: unknown kernel format (first bytes 02 b0 ad 1b): neither a bzImage (0xAA55 and "HdrS" at 0x1fe/0x202) nor an ELF vmlinux; it has a multiboot header: use kind = "multiboot"`,
+    ]);
+    // An ELF without the PVH note.
+    await Deno.writeFile(`${dir}/plain.elf`, await pvhFile(false));
+    const noPvh = await parseConfig(boot(`kernel = "${dir}/plain.elf"`), "vm.toml").catch((e) => e);
+    assert.ok(noPvh instanceof ConfigError);
+    assert.match(
+      noPvh.message,
+      /boot\.kernel: .*plain\.elf: an ELF kernel without a PVH entry note/,
+    );
+    // A setup header older than 2.06.
+    await Deno.writeFile(`${dir}/old`, bzImageFile(0x0205));
+    await assertIssues(boot(`kernel = "${dir}/old"`), [
+      `vm.toml:3:10: boot.kernel: ${dir}/old: boot protocol 2.05 is too old (dhyve needs 2.06 or later)`,
+    ]);
+    // A command line over the kernel's cmdline_size (63 here).
+    await assertIssues(boot(`kernel = "${dir}/vmlinuz"\ncmdline = "${"x".repeat(64)}"`), [
+      `vm.toml:4:11: boot.cmdline: command line is 64 bytes; ${dir}/vmlinuz (its cmdline_size) takes at most 63`,
+    ]);
+    // A kernel that does not fit below the lowmem end: 40 MiB of init_size in 32 MiB.
+    await Deno.writeFile(`${dir}/big`, bzImageFile(0x020f, 40 * 1024 * 1024));
+    await assertIssues(`[memory]\nsize = "32M"\n${boot(`kernel = "${dir}/big"`)}`, [
+      `vm.toml:5:10: boot.kernel: ${dir}/big needs 41943040 bytes (init_size) at a 0x200000-aligned address, and the RAM below the lowmem end 0x2000000 has no such room`,
+    ]);
+    // An initrd that does not fit above the kernel: 16 MiB + 4 MiB of kernel in 24 MiB.
+    await Deno.writeFile(`${dir}/big.img`, new Uint8Array(5 * 1024 * 1024));
+    await assertIssues(
+      `[memory]\nsize = "24M"\n${boot(`kernel = "${dir}/vmlinuz"\ninitrd = "${dir}/big.img"`)}`,
+      [
+        `vm.toml:6:10: boot.initrd: ${dir}/big.img (5242880 bytes) does not fit in RAM between the kernel's end 0x1400000 and 0x1800000 (the lowmem end)`,
+      ],
+    );
+    // A PVH kernel linked above the RAM.
+    await assertIssues(`[memory]\nsize = "16M"\n${boot(`kernel = "${dir}/vmlinux"`)}`, [
+      `vm.toml:5:10: boot.kernel: ${dir}/vmlinux: its segment at [0x1000000, 0x1002000) is not in guest RAM below the lowmem end (a PVH kernel is loaded where it is linked; see \`dhyve check\` for the memory map)`,
+    ]);
+    // Keys of other kinds, a missing initrd.
+    await assertIssues(boot(`kernel = "${dir}/vmlinuz"\nmodules = []`), [
+      'vm.toml:4:1: boot.modules: key `modules` does not apply to boot kind "linux"',
+    ]);
+    await assertIssues(boot(`kernel = "${dir}/vmlinuz"\ninitrd = "${dir}/nope"`), [
+      `vm.toml:4:10: boot.initrd: cannot read ${dir}/nope: not found`,
+    ]);
+    await assertIssues(boot(`initrd = "${dir}/initrd.gz"`), [
+      "vm.toml:1:1: boot.kernel: missing required key `kernel`",
+    ]);
+  });
+});
+
+Deno.test("linux boot: the initrd is a boot input a console file may not overwrite", async () => {
+  const { bootInputs } = await import("./config.ts");
+  assert.deepEqual(
+    bootInputs({ kind: "linux", kernel: "/k", initrd: "/i", cmdline: "" }).map((i) => i.what),
+    ["the kernel (boot.kernel)", "the initrd (boot.initrd)"],
+  );
+  await withLinuxFiles(async (dir) => {
+    const e = await parseConfig(
+      `[boot]\nkernel = "vmlinuz"\ninitrd = "initrd.gz"\n[console]\ncom1 = { file = "initrd.gz" }\n`,
+      `${dir}/vm.toml`,
+    ).catch((e) => e);
+    assert.ok(e instanceof ConfigError);
+    assert.match(e.message, /the initrd \(boot\.initrd\); the console would truncate it/);
+  });
 });

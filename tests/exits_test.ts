@@ -165,3 +165,27 @@ Deno.test("HPET LegacyReplacement on and off (KVM's PIT told through KVM_SET_PIT
   const r = await runFlatGuest("pm/hpet_legacy");
   assert.equal(r.code, 33, r.stderr);
 });
+
+Deno.test("up -v prints a progress line every 5 s on stderr, never on the guest's console", async () => {
+  const s = await Scratch.create();
+  try {
+    const child = spawnDhyve(["up", "-v", await s.flatVm("rm/ready_idle")]);
+    const stdout = new Response(child.stdout).text();
+    const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    const reader = child.stderr.getReader();
+    let err = "";
+    while (!/up \d+s: \d+ exits\/s, fallbacks \d+ \(\+\d+\/s\)/.test(err)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      err += new TextDecoder().decode(value);
+    }
+    child.kill("SIGKILL");
+    clearTimeout(killer);
+    await reader.cancel();
+    await child.status;
+    assert.match(err, /up [56]s: \d+ exits\/s, fallbacks 0 \(\+0\/s\)/, err);
+    assert.equal(await stdout, "ready\n");
+  } finally {
+    await s.close();
+  }
+});

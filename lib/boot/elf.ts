@@ -93,3 +93,65 @@ export function parseElf(bytes: Uint8Array, what = "ELF image"): ElfImage {
   if (segments.length === 0) throw new Error(`${what}: no loadable segments`);
   return { class: is64 ? 64 : 32, machine, entry, segments };
 }
+
+/** An ELF note (System V ABI, "Note Section"): name, type and descriptor bytes. */
+export interface ElfNote {
+  /** The owner, without its NUL ("Xen", "GNU", "Linux"). */
+  readonly name: string;
+  readonly type: number;
+  readonly desc: Uint8Array;
+}
+
+const PT_NOTE = 4;
+
+/**
+ * The notes in an ELF image's PT_NOTE segments. Each note is namesz, descsz,
+ * type (4 bytes each), then the name and the descriptor, each padded to 4
+ * bytes (System V ABI "Note Section"; 4-byte alignment is what x86 kernels
+ * use for both ELF classes). Throws (naming `what`) on a malformed note.
+ */
+export function parseElfNotes(bytes: Uint8Array, what = "ELF image"): ElfNote[] {
+  if (!isElf(bytes)) throw new Error(`${what}: not an ELF file`);
+  const is64 = bytes[4] === 2;
+  if (bytes.length < (is64 ? 64 : 52)) throw new Error(`${what}: truncated ELF header`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const phoff = is64 ? Number(dv.getBigUint64(32, true)) : dv.getUint32(28, true);
+  const phentsize = dv.getUint16(is64 ? 54 : 42, true);
+  const phnum = dv.getUint16(is64 ? 56 : 44, true);
+  if (phoff + phnum * phentsize > bytes.length) {
+    throw new Error(`${what}: program headers outside the file`);
+  }
+  const notes: ElfNote[] = [];
+  const dec = new TextDecoder();
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * phentsize;
+    if (dv.getUint32(at, true) !== PT_NOTE) continue;
+    const offset = is64 ? Number(dv.getBigUint64(at + 8, true)) : dv.getUint32(at + 4, true);
+    const size = is64 ? Number(dv.getBigUint64(at + 32, true)) : dv.getUint32(at + 16, true);
+    if (offset + size > bytes.length) {
+      throw new Error(`${what}: note segment ${i} outside the file`);
+    }
+    const end = offset + size;
+    let p = offset;
+    while (p + 12 <= end) {
+      const namesz = dv.getUint32(p, true);
+      const descsz = dv.getUint32(p + 4, true);
+      const type = dv.getUint32(p + 8, true);
+      const nameAt = p + 12;
+      const descAt = nameAt + ((namesz + 3) & ~3);
+      const next = descAt + ((descsz + 3) & ~3);
+      if (descAt + descsz > end) {
+        throw new Error(`${what}: note at file offset ${p} overruns its segment`);
+      }
+      const nameBytes = bytes.subarray(nameAt, nameAt + namesz);
+      const nul = nameBytes.indexOf(0);
+      notes.push({
+        name: dec.decode(nul < 0 ? nameBytes : nameBytes.subarray(0, nul)),
+        type,
+        desc: bytes.subarray(descAt, descAt + descsz),
+      });
+      p = next;
+    }
+  }
+  return notes;
+}

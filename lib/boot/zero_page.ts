@@ -13,6 +13,19 @@ import type { E820Entry } from "../layout.ts";
 /** Field offsets in struct boot_params. */
 export const BOOT_PARAMS = Object.freeze({
   size: 4096,
+  /** u64: physical address of the ACPI RSDP (read by kernels with protocol 2.14+). */
+  acpiRsdpAddr: 0x070,
+  /** u32: bits 32-63 of the ramdisk address (with XLF_CAN_BE_LOADED_ABOVE_4G). */
+  extRamdiskImage: 0x0c0,
+  /** u32: bits 32-63 of the ramdisk size. */
+  extRamdiskSize: 0x0c4,
+  /** u32: bits 32-63 of the command line pointer. */
+  extCmdLinePtr: 0x0c8,
+  /**
+   * u8: must be 0 from the loader; the kernel treats a nonzero sentinel as
+   * "the loader copied uninitialised bytes" and clears fields (zero-page.rst).
+   */
+  sentinel: 0x1ef,
   /** u8: number of entries in e820_table. */
   e820Entries: 0x1e8,
   /** The setup header starts here (struct setup_header). */
