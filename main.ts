@@ -111,14 +111,14 @@ async function up(
     }
   }
   // Start the Workers now: they load their modules while this thread loads its own.
-  const { prespawnWorkers } = await import("./lib/workers.ts");
+  const { prespawnWorkers } = await import("./lib/vm/workers.ts");
   const workers = prespawnWorkers(config.cpu.cpus);
-  const { Vm } = await import("./lib/vm.ts");
+  const { Vm } = await import("./lib/vm/vm.ts");
   const { StdinConsole } = await import("./lib/console.ts");
   const { KvmUnavailableError } = await import("./cpu/kvm.ts");
   const { PayloadError } = await import("./lib/boot/payload.ts");
 
-  let vm: import("./lib/vm.ts").Vm;
+  let vm: import("./lib/vm/vm.ts").Vm;
   try {
     vm = await Vm.create(config, {
       workers,

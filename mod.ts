@@ -42,8 +42,8 @@ export {
   Vm,
   type VmExit,
   type VmOptions,
-} from "./lib/vm.ts";
-export { type BuildOptions, Machine, type VcpuHandle } from "./lib/machine.ts";
+} from "./lib/vm/vm.ts";
+export { type BuildOptions, Machine, type VcpuHandle } from "./lib/vm/machine.ts";
 export { computeLayout, formatLayout, type MemoryLayout } from "./lib/layout.ts";
 export { GuestMemory, GuestMemoryError } from "./lib/guest_memory.ts";
 export { PayloadError } from "./lib/boot/payload.ts";

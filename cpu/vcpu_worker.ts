@@ -15,8 +15,8 @@
 /// <reference lib="deno.worker" />
 import { attachGuestMemory } from "../lib/memory.ts";
 import type { RamRange } from "../lib/layout.ts";
-import { attachAll, type VmShared } from "../lib/host.ts";
-import { VCPU_REQUEST, VcpuControl, VmControl } from "../lib/vm_control.ts";
+import { attachAll, type VmShared } from "../lib/vm/host.ts";
+import { VCPU_REQUEST, VcpuControl, VmControl } from "../lib/vm/vm_control.ts";
 import type { DeviceSpec } from "../devices/registry.ts";
 import { EAGAIN, EINTR, hostCpuid, libc } from "./libc.ts";
 import {

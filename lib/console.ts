@@ -16,7 +16,7 @@
  */
 import type { ConsoleInput } from "../devices/registry.ts";
 import { getLogger } from "@logtape/logtape";
-import type { SharedMutex } from "./lock.ts";
+import type { SharedMutex } from "./vm/lock.ts";
 
 const log = getLogger(["dhyve", "console"]);
 

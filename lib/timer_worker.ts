@@ -10,9 +10,9 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import { attachAll, type VmShared } from "./host.ts";
+import { attachAll, type VmShared } from "./vm/host.ts";
 import type { DeviceSpec } from "../devices/registry.ts";
-import { VmControl } from "./vm_control.ts";
+import { VmControl } from "./vm/vm_control.ts";
 import { TIMER_STOP, TIMER_STOPPED } from "./timers.ts";
 import { OutputRing } from "./output.ts";
 

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { DeviceLock } from "../devices/bus.ts";
+import type { DeviceLock } from "../../devices/bus.ts";
 
 /** A mutex over `word[index]` of a shared Int32Array. */
 export class SharedMutex implements DeviceLock {

@@ -9,12 +9,12 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { KVM_MP_STATE, KVM_RUN_STRUCT } from "../cpu/kvm_abi.ts";
-import { getMpState, getRegs } from "../cpu/kvm.ts";
-import { libc, SIGUSR2 } from "../cpu/libc.ts";
-import type { VcpuWorkerMessage } from "../cpu/vcpu_worker.ts";
-import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
-import type { VmConfig } from "./config.ts";
+import { KVM_MP_STATE, KVM_RUN_STRUCT } from "../../cpu/kvm_abi.ts";
+import { getMpState, getRegs } from "../../cpu/kvm.ts";
+import { libc, SIGUSR2 } from "../../cpu/libc.ts";
+import type { VcpuWorkerMessage } from "../../cpu/vcpu_worker.ts";
+import type { SuspendKind, SuspendRequest } from "../../devices/device.ts";
+import type { VmConfig } from "../config.ts";
 import { type BuildOptions, Machine, type VcpuHandle } from "./machine.ts";
 import type { PrespawnedWorkers } from "./workers.ts";
 import { type FallbackCount, VCPU_REQUEST, VcpuControl, type VcpuStatName } from "./vm_control.ts";
@@ -89,7 +89,7 @@ export function formatFallbackSummary(
 
 /** Options for {@linkcode Vm.create}. */
 export interface VmOptions extends BuildOptions {
-  /** Workers spawned ahead (lib/workers.ts), to overlap their start-up with building the machine. */
+  /** Workers spawned ahead (lib/vm/workers.ts), to overlap their start-up with building the machine. */
   readonly workers?: PrespawnedWorkers;
   /** How long to wait for the vCPUs and the timer thread to stop after a suspend (ms). */
   readonly stopTimeoutMs?: number;

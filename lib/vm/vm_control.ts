@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { SuspendKind, SuspendRequest } from "../devices/device.ts";
+import type { SuspendKind, SuspendRequest } from "../../devices/device.ts";
 import { SharedMutex } from "./lock.ts";
 
 /** Suspend kinds as stored in shared memory (0 = running). */

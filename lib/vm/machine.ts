@@ -3,7 +3,7 @@
  * lay out memory -> create the VM and its memory slots -> create the
  * interrupt controllers -> create the vCPUs (CPUID, topology) -> attach the
  * devices -> write the firmware tables -> load the boot payload. Starting the
- * vCPUs is a separate call (see lib/vm.ts).
+ * vCPUs is a separate call (see lib/vm/vm.ts).
  *
  * A machine has two parts. Its resources last as long as it does: the guest
  * RAM mapping, the device state (shared buffers), the VM clock, the console
@@ -14,7 +14,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { buildCpuid } from "../cpu/cpuid.ts";
+import { buildCpuid } from "../../cpu/cpuid.ts";
 import {
   checkExtension,
   closeFd,
@@ -41,35 +41,35 @@ import {
   setTssAddr,
   setUserMemoryRegion,
   unmapRunPage,
-} from "../cpu/kvm.ts";
-import { KVM_CAP } from "../cpu/kvm_abi.ts";
-import { cString, libc, O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY } from "../cpu/libc.ts";
-import { type CpuPlace, cpuPlaces } from "../cpu/topology.ts";
-import type { VcpuWorkerInit } from "../cpu/vcpu_worker.ts";
-import { type DeviceSpec, DeviceSpecs } from "../devices/registry.ts";
-import { type LoadedPayload, loadPayload } from "./boot/payload.ts";
-import { describePlatform, type FirmwarePlatform } from "./firmware/platform.ts";
+} from "../../cpu/kvm.ts";
+import { KVM_CAP } from "../../cpu/kvm_abi.ts";
+import { cString, libc, O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY } from "../../cpu/libc.ts";
+import { type CpuPlace, cpuPlaces } from "../../cpu/topology.ts";
+import type { VcpuWorkerInit } from "../../cpu/vcpu_worker.ts";
+import { type DeviceSpec, DeviceSpecs } from "../../devices/registry.ts";
+import { type LoadedPayload, loadPayload } from "../boot/payload.ts";
+import { describePlatform, type FirmwarePlatform } from "../firmware/platform.ts";
 import {
   buildFirmwareTables,
   type FirmwareTables,
   writeFirmwareTables,
-} from "./firmware/tables.ts";
-import type { ConsoleBackend, VmConfig } from "./config.ts";
+} from "../firmware/tables.ts";
+import type { ConsoleBackend, VmConfig } from "../config.ts";
 import { attachAll, type ThreadDevices, type ThreadHost, type VmShared } from "./host.ts";
-import { gsiRoutes, IrqLineTable } from "./irq.ts";
-import { type MemoryLayout, MMIO } from "./layout.ts";
-import { type HostMemory, mapGuestRam } from "./memory.ts";
-import { IRQ, PORT } from "./platform.ts";
-import type { TimerWorkerInit } from "./timer_worker.ts";
-import { TIMER_STOP, TIMER_STOPPED, TimerTable } from "./timers.ts";
-import { OutputRing } from "./output.ts";
+import { gsiRoutes, IrqLineTable } from "../irq.ts";
+import { type MemoryLayout, MMIO } from "../layout.ts";
+import { type HostMemory, mapGuestRam } from "../memory.ts";
+import { IRQ, PORT } from "../platform.ts";
+import type { TimerWorkerInit } from "../timer_worker.ts";
+import { TIMER_STOP, TIMER_STOPPED, TimerTable } from "../timers.ts";
+import { OutputRing } from "../output.ts";
 import {
   WRITER_BELL,
   WRITER_CONTROL_BYTES,
   WRITER_STOP,
   WRITER_STOPPED,
-} from "./output_constants.ts";
-import type { OutputWorkerInit } from "./output_worker.ts";
+} from "../output_constants.ts";
+import type { OutputWorkerInit } from "../output_worker.ts";
 import { type PrespawnedWorkers, prespawnWorkers } from "./workers.ts";
 import { VCPU_REQUEST, VcpuControl, VmControl } from "./vm_control.ts";
 
@@ -263,7 +263,7 @@ export class Machine {
     this.#timers = new TimerTable(specs.timerSlots);
     this.#lines = new IrqLineTable();
     this.#clockBaseSec = libc().monotonicSeconds();
-    this.#writer = new Worker(new URL("./output_worker.ts", import.meta.url), {
+    this.#writer = new Worker(new URL("../output_worker.ts", import.meta.url), {
       type: "module",
       name: "console",
     });

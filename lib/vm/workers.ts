@@ -16,13 +16,13 @@ export interface PrespawnedWorkers {
 
 /** Spawns `n` vCPU Workers (cpu/vcpu_worker.ts). */
 export function spawnVcpuWorkers(n: number): Worker[] {
-  const url = new URL("../cpu/vcpu_worker.ts", import.meta.url);
+  const url = new URL("../../cpu/vcpu_worker.ts", import.meta.url);
   return Array.from({ length: n }, (_, i) => new Worker(url, { type: "module", name: `vcpu${i}` }));
 }
 
 /** Spawns the timer thread (lib/timer_worker.ts). */
 export function spawnTimerWorker(): Worker {
-  return new Worker(new URL("./timer_worker.ts", import.meta.url), {
+  return new Worker(new URL("../timer_worker.ts", import.meta.url), {
     type: "module",
     name: "timers",
   });

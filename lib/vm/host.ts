@@ -9,20 +9,20 @@
  *
  * @module
  */
-import { irqLine, setPitHpetLegacy, signalMsi } from "../cpu/kvm.ts";
-import { libc } from "../cpu/libc.ts";
-import { type DeviceLock, MmioBus, PortBus, type UnclaimedPolicy } from "../devices/bus.ts";
-import { isMsiAddress, type Output } from "../devices/device.ts";
+import { irqLine, setPitHpetLegacy, signalMsi } from "../../cpu/kvm.ts";
+import { libc } from "../../cpu/libc.ts";
+import { type DeviceLock, MmioBus, PortBus, type UnclaimedPolicy } from "../../devices/bus.ts";
+import { isMsiAddress, type Output } from "../../devices/device.ts";
 import {
   attachDevice,
   type AttachedDevice,
   type DeviceContext,
   type DeviceSpec,
-} from "../devices/registry.ts";
-import { IrqLineTable, picOnlyGsi } from "./irq.ts";
-import { TimerTable } from "./timers.ts";
-import { OutputRing } from "./output.ts";
-import { WRITER_BELL } from "./output_constants.ts";
+} from "../../devices/registry.ts";
+import { IrqLineTable, picOnlyGsi } from "../irq.ts";
+import { TimerTable } from "../timers.ts";
+import { OutputRing } from "../output.ts";
+import { WRITER_BELL } from "../output_constants.ts";
 import { VmControl } from "./vm_control.ts";
 
 /** The shared pieces of a VM every thread binds (all plain data or SharedArrayBuffers). */
