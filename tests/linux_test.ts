@@ -306,14 +306,15 @@ async function bootUntil(
       } catch { /* already gone */ }
     };
     let stopping = false;
+    const timers: ReturnType<typeof setTimeout>[] = [];
     const stop = () => {
       if (stopping) return;
       stopping = true;
       kill("SIGTERM");
-      setTimeout(() => kill("SIGTERM"), 1000);
-      setTimeout(() => kill("SIGKILL"), 20_000);
+      timers.push(setTimeout(() => kill("SIGTERM"), 1000));
+      timers.push(setTimeout(() => kill("SIGKILL"), 20_000));
     };
-    const limit = setTimeout(stop, limitS * 1000);
+    timers.push(setTimeout(stop, limitS * 1000));
     let out = "";
     let seconds: number | undefined;
     const dec = new TextDecoder();
@@ -325,7 +326,7 @@ async function bootUntil(
       }
     }
     const status = await child.status;
-    clearTimeout(limit);
+    timers.forEach((t) => clearTimeout(t));
     let fallbacks = "no report";
     try {
       fallbacks = (await reportFallbacks(report))
