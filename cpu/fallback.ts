@@ -49,6 +49,7 @@
 import {
   checkExtension,
   type CpuidEntry,
+  getDebugregsInto,
   getFpu,
   getMsrs,
   getRegsRaw,
@@ -57,8 +58,8 @@ import {
   getXcrs,
   getXsave,
   getXsave2,
-  KvmError,
   type RunPage,
+  setDebugregs,
   setFpu,
   setMsrs,
   setRegsRaw,
@@ -68,7 +69,6 @@ import {
   setXsave,
 } from "./kvm.ts";
 import {
-  IOCTL,
   KVM_CAP,
   KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
   KVM_DEBUGREGS_STRUCT,
@@ -84,7 +84,6 @@ import {
   XCR_XFEATURE_ENABLED_MASK,
 } from "./kvm_abi.ts";
 import type { HostAtomics } from "./atomic.ts";
-import { libc } from "./libc.ts";
 import type { GuestMemory } from "../lib/guest_memory.ts";
 import {
   type CpuState,
@@ -96,6 +95,7 @@ import {
   type X86Exception,
 } from "./x86/types.ts";
 import { emulate as executor } from "./x86/exec.ts";
+import { CR4 } from "./regs.ts";
 
 /** The executor's entry point: `emulate` of cpu/x86/exec.ts, or a stand-in in unit tests. */
 export type EmulateFn = (cpu: CpuState, mem: PhysicalMemory) => StepResult;
@@ -206,8 +206,6 @@ function writeSegment(dv: DataView, at: number, s: SegmentCache): void {
 const CPUID1_ECX_OSXSAVE = 1 << 27;
 const CPUID1_EDX_APIC = 1 << 9;
 const CPUID7_ECX_OSPKE = 1 << 4;
-const CR4_OSXSAVE = 1n << 18n;
-const CR4_PKE = 1n << 22n;
 const APIC_BASE_ENABLE = 1n << 11n;
 
 /** CPUID of the host CPU: [eax, ebx, ecx, edx] (cpu/libc.ts hostCpuid). */
@@ -335,13 +333,13 @@ export class CpuidTable {
     leaf >>>= 0;
     if (leaf === 1) {
       let [a, b, c, d] = r;
-      c = (live.cr4 & CR4_OSXSAVE) ? c | CPUID1_ECX_OSXSAVE : c & ~CPUID1_ECX_OSXSAVE;
+      c = (live.cr4 & CR4.OSXSAVE) ? c | CPUID1_ECX_OSXSAVE : c & ~CPUID1_ECX_OSXSAVE;
       d = (live.apicBase & APIC_BASE_ENABLE) ? d : d & ~CPUID1_EDX_APIC;
       return [a >>> 0, b >>> 0, c >>> 0, d >>> 0];
     }
     if (leaf === 7 && subleaf === 0) {
       const [a, b, c, d] = r;
-      const c2 = (live.cr4 & CR4_PKE) ? c | CPUID7_ECX_OSPKE : c & ~CPUID7_ECX_OSPKE;
+      const c2 = (live.cr4 & CR4.PKE) ? c | CPUID7_ECX_OSPKE : c & ~CPUID7_ECX_OSPKE;
       return [a, b, c2 >>> 0, d];
     }
     if (leaf === 0xd && subleaf === 0) {
@@ -625,12 +623,12 @@ export class KvmCpuState implements FallbackCpu {
    */
   raiseDr6(bits: number): void {
     const buf = this.#debugregs ??= new Uint8Array(KVM_DEBUGREGS_STRUCT.size);
-    debugregsIoctl(this.#fd, "KVM_GET_DEBUGREGS", buf);
+    getDebugregsInto(this.#fd, buf);
     const dv = new DataView(buf.buffer);
     const at = KVM_DEBUGREGS_STRUCT.o.dr6;
     dv.setBigUint64(at, (dv.getBigUint64(at, true) & ~0xfn) | BigInt(bits >>> 0), true);
     dv.setUint32(KVM_DEBUGREGS_STRUCT.o.flags, 0, true);
-    debugregsIoctl(this.#fd, "KVM_SET_DEBUGREGS", buf);
+    setDebugregs(this.#fd, buf);
   }
 
   /**
@@ -704,21 +702,6 @@ export class KvmCpuState implements FallbackCpu {
     if (dirty & KVM_SYNC_X86.EVENTS) setVcpuEvents(this.#fd, this.#events);
     v.setUint32(O.kvmDirtyRegs, 0, true);
   }
-}
-
-/**
- * KVM_GET_DEBUGREGS / KVM_SET_DEBUGREGS on a raw struct kvm_debugregs.
- * cpu/kvm.ts decodes KVM_GET_DEBUGREGS for the debugger but has no setter;
- * the raw pair the adapter needs lives here, failing the same way
- * ({@linkcode KvmError}).
- */
-function debugregsIoctl(
-  fd: number,
-  name: "KVM_GET_DEBUGREGS" | "KVM_SET_DEBUGREGS",
-  buf: Uint8Array,
-): void {
-  const c = libc();
-  if (c.fn.ioctlBuf(fd, IOCTL[name], buf) < 0) throw new KvmError(name, c.errno());
 }
 
 /** kvm_fpu -> the legacy region of an XSAVE area (FXSAVE layout, SDM Vol. 1, 10.5.1). */

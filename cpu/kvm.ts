@@ -617,6 +617,16 @@ export function getDebugregs(vcpuFd: number): DebugRegs {
   };
 }
 
+/** KVM_GET_DEBUGREGS into a caller's struct kvm_debugregs buffer (no allocation). */
+export function getDebugregsInto(vcpuFd: number, buf: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_GET_DEBUGREGS", buf);
+}
+
+/** KVM_SET_DEBUGREGS (api.rst 4.35) from a struct kvm_debugregs buffer. */
+export function setDebugregs(vcpuFd: number, buf: Uint8Array): void {
+  ioctlBuf(vcpuFd, "KVM_SET_DEBUGREGS", buf);
+}
+
 /** KVM_SET_CPUID2: the CPUID table this vCPU's guest sees. */
 export function setCpuid2(vcpuFd: number, entries: readonly CpuidEntry[]): void {
   ioctlBuf(vcpuFd, "KVM_SET_CPUID2", encodeCpuid(entries), `${entries.length} entries`);

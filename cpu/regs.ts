@@ -187,37 +187,8 @@ export function encodeSregs(s: Sregs, buf = new Uint8Array(KVM_SREGS_STRUCT.size
   return buf;
 }
 
-/** CR0 bits (Intel SDM Vol. 3A, 2.5). */
-export const CR0 = Object.freeze({
-  PE: 1n << 0n,
-  MP: 1n << 1n,
-  EM: 1n << 2n,
-  TS: 1n << 3n,
-  ET: 1n << 4n,
-  NE: 1n << 5n,
-  WP: 1n << 16n,
-  AM: 1n << 18n,
-  NW: 1n << 29n,
-  CD: 1n << 30n,
-  PG: 1n << 31n,
-});
-
-/** CR4 bits (Intel SDM Vol. 3A, 2.5). */
-export const CR4 = Object.freeze({
-  PSE: 1n << 4n,
-  PAE: 1n << 5n,
-  PGE: 1n << 7n,
-  OSFXSR: 1n << 9n,
-  OSXMMEXCPT: 1n << 10n,
-});
-
-/** IA32_EFER bits (Intel SDM Vol. 3A, 2.2.1). */
-export const EFER = Object.freeze({
-  SCE: 1n << 0n,
-  LME: 1n << 8n,
-  LMA: 1n << 10n,
-  NXE: 1n << 11n,
-});
+/** CR0, CR4 and IA32_EFER bits: one definition, the emulator's (cpu/x86). */
+export { CR0, CR4, EFER } from "./x86/_exec_ctx.ts";
 
 /** Formats a 64-bit register for humans: 0x-prefixed, 16 hex digits. */
 export function hex64(v: bigint): string {
