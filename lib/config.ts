@@ -12,10 +12,13 @@
  */
 
 import { parse, TomlError } from "smol-toml";
+import { findRedefinition, impossibleDates, shrinkLongTokens } from "./_toml_scan.ts";
 import { apicIdOf, MAX_XAPIC_ID } from "../cpu/topology.ts";
 import { isElf } from "./boot/elf.ts";
 import { isBzImage, LinuxBootError } from "./boot/linux.ts";
-import { findMultibootHeader } from "./boot/multiboot.ts";
+import { findMultibootHeader, MultibootError, planMultiboot } from "./boot/multiboot.ts";
+import { consoleFileProblem } from "./console_file.ts";
+import { fileKind, fileSource } from "./file_read.ts";
 import { detectLinuxFormat, LINUX_HEAD, planLinux } from "./boot/payload.ts";
 import { findPvhEntry } from "./boot/pvh.ts";
 import { BOOT_PARAMS } from "./boot/zero_page.ts";
@@ -27,7 +30,6 @@ import {
   formatSize,
   FOUR_GIB,
   inE820Ram,
-  KiB,
   LOWMEM_LIMIT_ALIGN,
   MAX_LOWMEM_LIMIT,
   MAX_MEMORY,
@@ -39,6 +41,8 @@ import {
 import { PCI_IOAPIC_PINS, routeIntx } from "./pci_routing.ts";
 import { fixedPortConflict, ISA_RESERVED_IRQS } from "./platform.ts";
 import { parseSize } from "./size.ts";
+import { escapeText, quote, quoteIfNeeded, showPath } from "./quote.ts";
+import { osErrorText } from "./os_error.ts";
 
 // ---------------------------------------------------------------------------
 // Types
@@ -161,12 +165,6 @@ export const MAX_VCPUS = 255;
 export const MAX_CMDLINE = 4095;
 /** The largest config file {@linkcode loadConfig} reads, in bytes. */
 export const MAX_CONFIG_SIZE = 1 * MiB;
-/**
- * How much of a Multiboot kernel `findMultibootHeader` needs: the header lies
- * in the first 8 KiB (Multiboot 3.1.1), and its a.out kludge fields may run
- * 32 bytes past that.
- */
-const MULTIBOOT_HEAD = 8 * KiB + 32;
 
 /** The known `[[device]]` types. */
 export const DEVICE_TYPES = ["debug-exit"] as const;
@@ -192,10 +190,10 @@ const OBJECT_FILE = "<object>";
 
 /** Formats an issue as `file:line:column: path: message` (parts omitted when unknown or empty). */
 export function formatIssue(issue: ConfigIssue): string {
-  const where = issue.line === undefined
-    ? issue.file
-    : `${issue.file}:${issue.line}:${issue.column ?? 1}`;
-  return `${where}: ${issue.path === "" ? "" : `${issue.path}: `}${issue.message}`;
+  const file = showPath(issue.file);
+  const where = issue.line === undefined ? file : `${file}:${issue.line}:${issue.column ?? 1}`;
+  // Quoted user text is escaped where it is quoted; this catches anything left raw.
+  return escapeText(`${where}: ${issue.path === "" ? "" : `${issue.path}: `}${issue.message}`);
 }
 
 /**
@@ -208,27 +206,87 @@ export function formatIssue(issue: ConfigIssue): string {
  * @throws {ConfigError} listing every problem found, each with line and column.
  */
 export async function parseConfig(text: string, file: string): Promise<VmConfig> {
+  // One byte order mark may open the file (editors write it); it is not part of line 1's columns.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (text.charCodeAt(0) === 0xfeff) {
+    throw new ConfigError([{
+      file,
+      line: 1,
+      column: 1,
+      path: "",
+      message: "invalid TOML: a second byte order mark (U+FEFF); a file may start with one at most",
+    }]);
+  }
   let doc: unknown;
   try {
     doc = parse(text, { integersAsBigInt: true });
   } catch (e) {
-    if (e instanceof TomlError) {
-      const message = e.message.split("\n")[0].replace(/^Invalid TOML document: /, "");
-      throw new ConfigError([{
+    throw new ConfigError([tomlIssue(text, file, e)]);
+  }
+  if (holdsDate(doc)) {
+    // smol-toml lets Date roll February 30 over to March 2: refuse days no calendar has.
+    const bad = impossibleDates(text);
+    if (bad.length > 0) {
+      throw new ConfigError(bad.map((d) => ({
         file,
-        line: e.line,
-        column: e.column,
+        line: d.line,
+        column: d.column,
         path: "",
-        message: `invalid TOML: ${message}`,
-      }]);
+        message: `invalid TOML: impossible date ${d.text}: ${d.why}`,
+      })));
     }
-    throw new ConfigError([{ file, path: "", message: `invalid TOML: ${errorText(e)}` }]);
   }
   const configPath = resolve(Deno.cwd(), file);
   const c = new Checker(dirname(configPath), true, configPath);
   const config = checkDocument(c, doc, file);
   if (c.findings.length > 0) throw new ConfigError(await locate(text, file, c.findings));
   return config;
+}
+
+/** The issue for a document smol-toml refused: its message's first line, and a redefinition named. */
+function tomlIssue(text: string, file: string, e: unknown): ConfigIssue {
+  if (!(e instanceof TomlError)) {
+    return { file, path: "", message: `invalid TOML: ${errorText(e)}` };
+  }
+  let message = e.message.split("\n")[0].replace(/^Invalid TOML document: /, "");
+  if (/redefine/.test(message)) message = redefinition(text, e.line) ?? message;
+  return { file, line: e.line, column: e.column, path: "", message: `invalid TOML: ${message}` };
+}
+
+/** "[vm] is defined twice: first at line 1, column 1" for a redefinition refused at `line`. */
+function redefinition(text: string, line: number): string | undefined {
+  let found;
+  try {
+    found = findRedefinition(text, line);
+  } catch {
+    return undefined; // the plain message will do
+  }
+  if (found === undefined) return undefined;
+  const { again, first } = found;
+  const name = again.kind === "table"
+    ? `table [${formatPath(again.path)}]`
+    : again.kind === "array"
+    ? `array of tables [[${formatPath(again.path)}]]`
+    : `key ${formatPath(again.path)}`;
+  const as = { key: "a key", table: "a table", array: "an array of tables" }[first.kind];
+  const how = first.path.length !== again.path.length
+    ? ` (by key ${formatPath(first.path)})`
+    : first.kind !== again.kind
+    ? ` (as ${as})`
+    : "";
+  return `${name} is already defined: first at line ${first.line}, column ${first.column}${how}`;
+}
+
+/** Whether a parsed document holds a date or time anywhere. */
+function holdsDate(v: unknown): boolean {
+  const stack = [v];
+  while (stack.length > 0) {
+    const x = stack.pop();
+    if (x instanceof Date) return true;
+    // One push per element: a spread of a huge array would overflow the stack.
+    if (typeof x === "object" && x !== null) { for (const e of Object.values(x)) stack.push(e); }
+  }
+  return false;
 }
 
 /**
@@ -242,7 +300,8 @@ export async function loadConfig(path: string): Promise<VmConfig> {
   const bytes = await readConfigFile(path);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    // Byte order marks are kept: parseConfig allows one and names a second.
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     const at = invalidUtf8Offset(bytes);
     const lineStart = at === 0 ? 0 : bytes.lastIndexOf(0x0a, at - 1) + 1;
@@ -345,7 +404,7 @@ export function formatConfig(config: VmConfig): string {
   const lines: string[] = [];
   const put = (key: string, value: string | number | boolean) => lines.push(`${key}=${value}`);
   const size = (n: number) => `${n} (${formatSize(n)})`;
-  put("vm.name", config.vm.name);
+  put("vm.name", shown(config.vm.name));
   put("vm.strict_io", config.vm.strictIo);
   put("vm.on_reset", config.vm.onReset);
   put("memory.size", size(config.memory.size));
@@ -360,25 +419,25 @@ export function formatConfig(config: VmConfig): string {
   const boot = config.boot;
   put("boot.kind", boot.kind);
   if (boot.kind === "raw") {
-    put("boot.image", quoteIfNeeded(boot.image));
+    put("boot.image", shown(boot.image));
     put("boot.address", hex(boot.address));
     put("boot.entry", boot.entry);
     put("boot.entry_point", hex(boot.entryPoint));
   } else if (boot.kind === "linux") {
-    put("boot.kernel", quoteIfNeeded(boot.kernel));
-    if (boot.initrd !== undefined) put("boot.initrd", quoteIfNeeded(boot.initrd));
-    put("boot.cmdline", quoteIfNeeded(boot.cmdline));
+    put("boot.kernel", shown(boot.kernel));
+    if (boot.initrd !== undefined) put("boot.initrd", shown(boot.initrd));
+    put("boot.cmdline", shown(boot.cmdline));
   } else if (boot.kind === "multiboot") {
-    put("boot.kernel", quoteIfNeeded(boot.kernel));
-    put("boot.cmdline", quoteIfNeeded(boot.cmdline));
+    put("boot.kernel", shown(boot.kernel));
+    put("boot.cmdline", shown(boot.cmdline));
     boot.modules.forEach((m, i) => {
-      put(`boot.modules[${i}].path`, quoteIfNeeded(m.path));
-      put(`boot.modules[${i}].cmdline`, quoteIfNeeded(m.cmdline));
+      put(`boot.modules[${i}].path`, shown(m.path));
+      put(`boot.modules[${i}].cmdline`, shown(m.cmdline));
     });
   }
   for (const port of ["com1", "com2"] as const) {
     const backend = config.console[port];
-    if (backend.kind === "file") put(`console.${port}.file`, quoteIfNeeded(backend.path));
+    if (backend.kind === "file") put(`console.${port}.file`, shown(backend.path));
     else put(`console.${port}`, backend.kind);
   }
   put("firmware.acpi", config.firmware.acpi);
@@ -439,7 +498,7 @@ function checkVm(c: Checker, root: Table, file: string): VmConfig["vm"] {
   if (name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
     c.fail(
       ["vm", "name"],
-      `invalid name ${JSON.stringify(name)}: use 1-64 characters from A-Z a-z 0-9 . _ -`,
+      `invalid name ${quote(name)}: use 1-64 characters from A-Z a-z 0-9 . _ -`,
     );
   }
   name ??= defaultName(file);
@@ -548,7 +607,7 @@ function checkBoot(c: Checker, root: Table, memory: VmConfig["memory"]): BootCon
     if (kind === undefined) {
       c.fail(
         ["boot", "kind"],
-        `unknown boot kind ${JSON.stringify(kindText)}; expected ${oneOf(BOOT_KINDS)}${
+        `unknown boot kind ${quote(kindText)}; expected ${oneOf(BOOT_KINDS)}${
           suggest(kindText, BOOT_KINDS)
         }`,
       );
@@ -583,18 +642,25 @@ function checkBoot(c: Checker, root: Table, memory: VmConfig["memory"]): BootCon
   if (kind === "linux") return checkLinuxBoot(c, t, memory);
 
   const kernel = readFile(c, t, ["boot"], "kernel", true);
-  if (kernel !== undefined) checkMultibootKernel(c, kernel);
   const cmdline = readCmdline(c, t, ["boot"], "cmdline");
   const modules = openTableArray(c, get(t, "modules"), ["boot", "modules"]).map(([m, i]) => {
     const p = ["boot", "modules", i];
     const mt = openTable(c, m, p, ["path", "cmdline"]);
-    if (mt === undefined) return { path: "", cmdline: "" }; // not a table, already reported
+    if (mt === undefined) return { path: "", size: 0, cmdline: "" }; // not a table, already reported
+    const file = readFile(c, mt, p, "path", true);
     return {
-      path: readFile(c, mt, p, "path", true)?.path ?? "",
+      path: file?.path ?? "",
+      size: file?.size ?? 0,
       cmdline: readCmdline(c, mt, p, "cmdline"),
     };
   });
-  return { kind, kernel: kernel?.path ?? "", cmdline, modules };
+  if (kernel !== undefined) checkMultiboot(c, kernel.path, cmdline, modules, memory);
+  return {
+    kind,
+    kernel: kernel?.path ?? "",
+    cmdline,
+    modules: modules.map(({ path, cmdline }) => ({ path, cmdline })),
+  };
 }
 
 /**
@@ -631,7 +697,7 @@ function checkLinuxBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootC
   const initrd = has(t, "initrd") ? readFile(c, t, ["boot"], "initrd", false) : undefined;
   const cmdline = readCmdline(c, t, ["boot"], "cmdline");
   if (kernel !== undefined && kernel.size === 0) {
-    c.fail(["boot", "kernel"], `${kernel.path} is empty`);
+    c.fail(["boot", "kernel"], `${showPath(kernel.path)} is empty`);
   }
   if (
     kernel !== undefined && kernel.size > 0 && c.ok(["boot", "cmdline"]) &&
@@ -653,7 +719,7 @@ function checkLinuxBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootC
       );
     } catch (e) {
       if (e instanceof LinuxBootError) c.fail(["boot", e.key], e.message);
-      else c.fail(["boot", "kernel"], `cannot read ${kernel.path}: ${errorText(e)}`);
+      else c.fail(["boot", "kernel"], `cannot read ${showPath(kernel.path)}: ${errorText(e)}`);
     }
   }
   return {
@@ -664,26 +730,43 @@ function checkLinuxBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootC
   };
 }
 
-/** The kernel is not empty and has a Multiboot header where the loader looks for one. */
-function checkMultibootKernel(c: Checker, kernel: { path: string; size: number }): void {
-  const p = ["boot", "kernel"];
-  if (kernel.size === 0) {
-    c.fail(p, `${kernel.path} is empty`);
-    return;
+/**
+ * Everything the Multiboot loader would refuse, refused now (lib/boot/multiboot.ts
+ * plans the boot without guest memory): no header, unsupported header
+ * flags, bad a.out kludge addresses, a load outside guest RAM or into the
+ * VGA hole, an entry point outside the image, modules (known by their
+ * sizes, never read) or boot information that do not fit.
+ */
+function checkMultiboot(
+  c: Checker,
+  kernel: string,
+  cmdline: string,
+  modules: readonly { path: string; size: number; cmdline: string }[],
+  memory: VmConfig["memory"],
+): void {
+  const moduleKeys = modules.map((_, i) => ["boot", "modules", i, "path"]);
+  if (
+    !c.ok(["boot", "cmdline"], ["boot", "modules"], ...moduleKeys) ||
+    modules.some((m) => m.path === "") || !c.ok(["memory", "size"], ["memory", "lowmem_limit"])
+  ) {
+    // Check the kernel alone: the rest cannot be placed.
+    modules = [];
   }
-  let head: Uint8Array;
+  const { e820 } = computeLayout(memory.size, memory.lowmemLimit);
   try {
-    head = readHead(kernel.path, MULTIBOOT_HEAD);
+    planMultiboot(
+      fileSource(kernel),
+      cmdline,
+      modules.map((m) => ({ name: m.path, size: m.size, cmdline: m.cmdline })),
+      e820,
+    );
   } catch (e) {
-    c.fail(p, `cannot read ${kernel.path}: ${errorText(e)}`);
-    return;
-  }
-  try {
-    if (findMultibootHeader(head) === undefined) {
-      c.fail(p, `${kernel.path} has no multiboot header in the first 8 KiB`);
-    }
-  } catch (e) {
-    c.fail(p, `${kernel.path}: ${errorText(e)}`);
+    if (e instanceof MultibootError) {
+      const key = e.key === "kernel"
+        ? ["boot", "kernel"]
+        : ["boot", "modules", Number(/\d+/.exec(e.key)![0]), "path"];
+      c.fail(key, e.message);
+    } else c.fail(["boot", "kernel"], errorText(e));
   }
 }
 
@@ -702,14 +785,16 @@ function checkRawBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootCon
   } else if (entryText !== undefined && entry === undefined) {
     c.fail(
       ["boot", "entry"],
-      `unknown entry mode ${JSON.stringify(entryText)}; expected ${oneOf(ENTRY_MODES)}${
+      `unknown entry mode ${quote(entryText)}; expected ${oneOf(ENTRY_MODES)}${
         suggest(entryText, ENTRY_MODES)
       }`,
     );
   }
   const entryPoint = readInt(c, t, ["boot"], "entry_point") ?? address ?? 0;
 
-  if (image !== undefined && image.size === 0) c.fail(["boot", "image"], `${image.path} is empty`);
+  if (image !== undefined && image.size === 0) {
+    c.fail(["boot", "image"], `${showPath(image.path)} is empty`);
+  }
   if (image !== undefined && image.size > 0 && address !== undefined && c.ok(["boot", "address"])) {
     const end = address + image.size;
     if (c.ok(["boot", "entry_point"]) && (entryPoint < address || entryPoint >= end)) {
@@ -800,7 +885,7 @@ function checkConsole(c: Checker, root: Table, boot: BootConfig): VmConfig["cons
     if (typeof v === "string") {
       c.fail(
         p,
-        `unknown console ${JSON.stringify(v)}; ${expected}${suggest(v, ["stdio", "none"])}`,
+        `unknown console ${quote(v)}; ${expected}${suggest(v, ["stdio", "none"])}`,
       );
       return fallback;
     }
@@ -819,8 +904,8 @@ function checkConsole(c: Checker, root: Table, boot: BootConfig): VmConfig["cons
       return fallback;
     }
     const path = resolve(c.baseDir, file);
-    const name = file === path ? path : `${JSON.stringify(file)} (${path})`;
-    const problem = outputFileProblem(path, name) ?? inputClash(c, path, name, boot);
+    const name = fileName(file, path);
+    const problem = consoleFileProblem(path, name) ?? inputClash(c, path, name, boot);
     if (problem !== undefined) c.fail([...p, "file"], problem);
     return { kind: "file", path };
   };
@@ -836,39 +921,9 @@ function checkConsole(c: Checker, root: Table, boot: BootConfig): VmConfig["cons
     com1.kind === "file" && com2.kind === "file" && c.ok(["console", "com2", "file"]) &&
     sameFile(com1.path, com2.path)
   ) {
-    c.fail(["console", "com2", "file"], `com1 already writes to ${com1.path}`);
+    c.fail(["console", "com2", "file"], `com1 already writes to ${showPath(com1.path)}`);
   }
   return { com1, com2 };
-}
-
-/**
- * Why `path` (shown as `name`) cannot be a console output file, or undefined:
- * it is a directory, or its directory does not exist or is not one. Any
- * other existing file (a regular file, /dev/null, a FIFO) may be written.
- */
-function outputFileProblem(path: string, name: string): string | undefined {
-  try {
-    if (Deno.statSync(path).isDirectory) return `${name} is a directory`;
-    return undefined;
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) {
-      return `cannot access ${name}: ${errorText(e)}`;
-    }
-  }
-  // The file would be created: find the nearest existing ancestor.
-  const dir = dirname(path);
-  for (let d = dir;; d = dirname(d)) {
-    try {
-      const st = Deno.statSync(d);
-      if (!st.isDirectory) return `${d} is not a directory`;
-      return d === dir ? undefined : `directory ${dir} does not exist`;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) {
-        return `cannot access directory ${d}: ${errorText(e)}`;
-      }
-      if (d === "/") return `directory ${dir} does not exist`;
-    }
-  }
 }
 
 /**
@@ -1066,10 +1121,15 @@ function unknownKey(path: Path, key: string, value: unknown): string {
   if (path.length === 0) {
     if (isTable(value)) return `unknown table [${formatPath([key])}]`;
     if (isTableArray(value)) return `unknown table [[${formatPath([key])}]]`;
-    return `unknown key \`${key}\` at top level`;
+    return `unknown key ${showKey(key)} at top level`;
   }
   const inArray = typeof path[path.length - 1] === "number";
-  return `unknown key \`${key}\` in ${inArray ? formatPath(path) : `[${formatPath(path)}]`}`;
+  return `unknown key ${showKey(key)} in ${inArray ? formatPath(path) : `[${formatPath(path)}]`}`;
+}
+
+/** A key in backticks when bare, else quoted and escaped. */
+function showKey(key: string): string {
+  return /^[A-Za-z0-9_-]{1,80}$/.test(key) ? `\`${key}\`` : quote(key);
 }
 
 /** The elements of an array of tables, each with its index; [] when absent or not an array. */
@@ -1155,7 +1215,7 @@ function readEnum<T extends string>(
   if (s === undefined) return undefined;
   const found = values.find((v) => v === s);
   if (found === undefined) {
-    c.fail(p, `unknown ${what} ${JSON.stringify(s)}; known: ${oneOf(values)}${suggest(s, values)}`);
+    c.fail(p, `unknown ${what} ${quote(s)}; known: ${oneOf(values)}${suggest(s, values)}`);
   }
   return found;
 }
@@ -1191,11 +1251,11 @@ function readFile(
     return undefined;
   }
   const abs = resolve(c.baseDir, given);
-  const name = given === abs ? abs : `${JSON.stringify(given)} (${abs})`;
+  const name = fileName(given, abs);
   try {
     const st = Deno.statSync(abs);
     if (!st.isFile) {
-      c.fail(p, `${name} is not a regular file`);
+      c.fail(p, `${name} is ${fileKind(st)}, not a regular file`);
       return undefined;
     }
     Deno.openSync(abs, { read: true }).close();
@@ -1235,16 +1295,6 @@ export function sameFile(a: string, b: string): boolean {
     return a === b; // one of them does not exist (yet)
   }
   return x.isFile && y.isFile && x.ino !== null && x.dev === y.dev && x.ino === y.ino;
-}
-
-/** "a directory", "a FIFO", ... for a file that is not a regular file. */
-function fileKind(st: Deno.FileInfo): string {
-  if (st.isDirectory) return "a directory";
-  if (st.isCharDevice) return "a character device";
-  if (st.isBlockDevice) return "a block device";
-  if (st.isFifo) return "a FIFO";
-  if (st.isSocket) return "a socket";
-  return "a special file";
 }
 
 // ---------------------------------------------------------------------------
@@ -1298,18 +1348,36 @@ function oneOf(values: readonly string[]): string {
     : `${quoted.slice(0, -1).join(", ")} or ${quoted[quoted.length - 1]}`;
 }
 
-/** `cpu.cores`, `boot.modules[1].path`, `vm."odd key"`. */
+/**
+ * An exact key for a path (maps and sets): unlike {@linkcode formatPath},
+ * never cut, and built one segment at a time by {@linkcode segmentKey}.
+ */
+function pathKey(path: Path): string {
+  let out = "";
+  for (const seg of path) out += segmentKey(seg);
+  return out;
+}
+
+function segmentKey(seg: Segment): string {
+  return typeof seg === "number" ? `[${seg}]` : `.${JSON.stringify(seg)}`;
+}
+
+/** `cpu.cores`, `boot.modules[1].path`, `vm."odd key"`, for messages (odd keys escaped and cut). */
 function formatPath(path: Path): string {
   let out = "";
-  for (const seg of path) {
+  for (const [i, seg] of path.entries()) {
+    if (out.length > MAX_SHOWN_PATH) return `${out}… (${path.length} keys)`;
     if (typeof seg === "number") out += `[${seg}]`;
     else {
-      const name = /^[A-Za-z0-9_-]+$/.test(seg) ? seg : JSON.stringify(seg);
-      out += out === "" ? name : `.${name}`;
+      const name = /^[A-Za-z0-9_-]{1,80}$/.test(seg) ? seg : quote(seg);
+      out += i === 0 ? name : `.${name}`;
     }
   }
   return out;
 }
+
+/** How long a key path in a message may grow before the rest is left out. */
+const MAX_SHOWN_PATH = 200;
 
 function hex(n: number): string {
   return n < 0 ? `-0x${(-n).toString(16)}` : `0x${n.toString(16)}`;
@@ -1327,11 +1395,9 @@ function defaultName(file: string): string {
   return name === "" ? "vm" : name;
 }
 
-/** A string as-is, or JSON-quoted when empty, padded or holding control characters or quotes. */
-function quoteIfNeeded(s: string): string {
-  const plain = s !== "" && s.trim() === s &&
-    ![...s].some((ch) => ch === '"' || ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f);
-  return plain ? s : JSON.stringify(s);
+/** A value for `formatConfig`: bare when plain, else quoted and escaped, never cut. */
+function shown(s: string): string {
+  return quoteIfNeeded(s, Infinity);
 }
 
 // POSIX path helpers (dhyve runs on Linux only). node:path is avoided on
@@ -1358,11 +1424,14 @@ function basename(p: string): string {
   return p.slice(p.lastIndexOf("/") + 1);
 }
 
+/** What went wrong, in words (OS errors as a phrase, never "os error 20" or a path again). */
 function errorText(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "not found";
-  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
-  return e instanceof Error ? e.message : String(e);
+  return osErrorText(e);
+}
+
+/** A file named by a key: the path as given and, when relative, where it resolved. */
+function fileName(given: string, abs: string): string {
+  return given === abs ? showPath(abs) : `${quote(given)} (${showPath(abs)})`;
 }
 
 // ---------------------------------------------------------------------------
@@ -1385,28 +1454,54 @@ async function locate(
   file: string,
   findings: readonly Finding[],
 ): Promise<ConfigIssue[]> {
-  let index: Map<string, Positions> | undefined;
+  const root = newPlace();
+  for (const f of findings) {
+    let node = root;
+    for (const seg of f.path) {
+      let next = node.children.get(seg);
+      if (next === undefined) node.children.set(seg, next = newPlace());
+      node = next;
+    }
+  }
+  let indexed = false;
   try {
     const { parseTOML } = await import("toml-eslint-parser");
-    index = indexPositions(parseTOML(text, { tomlVersion: "1.1" }));
+    // It builds each token with a spread of its characters, which overflows the
+    // stack on a long one: give it the text with long tokens written short.
+    const shrunk = shrinkLongTokens(text);
+    indexPositions(parseTOML(shrunk.text, { tomlVersion: "1.1" }), root, shrunk);
+    indexed = true;
   } catch {
-    index = undefined; // both parsers should accept the same text; if not, give no positions
+    // both parsers should accept the same text; if not, give no positions
   }
   const issues = findings.map((f): ConfigIssue => {
     const issue: ConfigIssue = { file, path: formatPath(f.path), message: f.message };
-    if (index === undefined) return issue;
-    const own = index.get(formatPath(f.path));
+    if (!indexed) return issue;
+    // The finding's own place, else the nearest enclosing one, else 1:1.
+    const places = [root];
+    for (const seg of f.path) places.push(places[places.length - 1].children.get(seg)!);
+    const own = places[places.length - 1].pos;
     let pos = f.at === "key"
-      ? own?.header ?? own?.key ?? own?.value
-      : own?.value ?? own?.header ?? own?.key;
+      ? own.header ?? own.key ?? own.value
+      : own.value ?? own.header ?? own.key;
     for (let n = f.path.length - 1; pos === undefined && n > 0; n--) {
-      const up = index.get(formatPath(f.path.slice(0, n)));
-      pos = up?.header ?? up?.value ?? up?.key;
+      const up = places[n].pos;
+      pos = up.header ?? up.value ?? up.key;
     }
     pos ??= { line: 1, column: 1 };
     return { ...issue, line: pos.line, column: pos.column };
   });
   return issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+}
+
+/** A node of the tree of key paths the findings name, with the positions found for it. */
+interface Place {
+  readonly children: Map<Segment, Place>;
+  readonly pos: Positions;
+}
+
+function newPlace(): Place {
+  return { children: new Map(), pos: {} };
 }
 
 /** Minimal structural view of toml-eslint-parser's AST (only what is used here). */
@@ -1420,64 +1515,79 @@ interface AstNode {
   resolvedKey?: (string | number)[];
 }
 
-/** Maps every key path in the document to the positions of its key, value and table header. */
-function indexPositions(program: { body: [unknown] }): Map<string, Positions> {
-  const index = new Map<string, Positions>();
-  const record = (path: Path, kind: keyof Positions, loc: AstNode["loc"]) => {
-    const k = formatPath(path);
-    const entry = index.get(k) ?? {};
-    entry[kind] ??= { line: loc.start.line, column: loc.start.column + 1 }; // eslint columns are 0-based
-    index.set(k, entry);
+/**
+ * Records the positions of the key, value and table header of every path in
+ * the tree `root`. Walks the document once and leaves a subtree as soon as
+ * no finding lies in it, so the cost stays linear however long the dotted
+ * keys (a key path is never built as a whole, let alone hashed). `shrunk`
+ * maps the columns and key names of the parsed text back to the original.
+ */
+function indexPositions(
+  program: { body: [unknown] },
+  root: Place,
+  shrunk: { column(line: number, column: number): number; key(name: string): string },
+): void {
+  const record = (place: Place, kind: keyof Positions, loc: AstNode["loc"]) => {
+    // eslint columns are 0-based
+    place.pos[kind] ??= {
+      line: loc.start.line,
+      column: shrunk.column(loc.start.line, loc.start.column + 1),
+    };
   };
   const keyName = (k: { type: string; name?: string; value?: string }) =>
-    (k.type === "TOMLBare" ? k.name : k.value) ?? "";
-  const visitValue = (node: AstNode, path: Path): void => {
+    shrunk.key((k.type === "TOMLBare" ? k.name : k.value) ?? "");
+  const visitValue = (node: AstNode, place: Place): void => {
     if (node.type === "TOMLInlineTable") {
-      for (const kv of node.body ?? []) {
-        visitKeyValue(kv, path);
-      }
+      for (const kv of node.body ?? []) visitKeyValue(kv, place);
     }
     if (node.type === "TOMLArray") {
       (node.elements ?? []).forEach((e, i) => {
-        record([...path, i], "value", e.loc);
-        visitValue(e, [...path, i]);
+        const at = place.children.get(i);
+        if (at === undefined) return;
+        record(at, "value", e.loc);
+        visitValue(e, at);
       });
     }
   };
-  const visitKeyValue = (kv: AstNode, base: Path): void => {
-    const keys = kv.key?.keys ?? [];
-    const path = [...base];
-    for (const k of keys) {
-      path.push(keyName(k));
-      record(path, "key", k.loc);
+  const visitKeyValue = (kv: AstNode, base: Place): void => {
+    let place = base;
+    for (const k of kv.key?.keys ?? []) {
+      const next = place.children.get(keyName(k));
+      if (next === undefined) return;
+      place = next;
+      record(place, "key", k.loc);
     }
     const value = kv.value as AstNode;
-    record(path, "value", value.loc);
-    visitValue(value, path);
+    record(place, "value", value.loc);
+    visitValue(value, place);
   };
   const top = program.body[0] as AstNode;
   for (const node of top.body ?? []) {
     if (node.type === "TOMLKeyValue") {
-      visitKeyValue(node, []);
+      visitKeyValue(node, root);
       continue;
     }
     // A [table] or [[array.table]] header: resolvedKey interleaves array indexes with names.
     const resolved = node.resolvedKey ?? [];
     const keys = node.key?.keys ?? [];
-    const prefix: Segment[] = [];
+    const places: Place[] = [];
+    let place: Place | undefined = root;
     let k = 0;
     for (const seg of resolved) {
-      prefix.push(seg);
-      if (typeof seg === "string" && keys[k]) record(prefix, "key", keys[k++].loc);
+      place = place.children.get(typeof seg === "string" ? shrunk.key(seg) : seg);
+      if (place === undefined) break;
+      places.push(place);
+      if (typeof seg === "string" && keys[k]) record(place, "key", keys[k++].loc);
     }
-    record(resolved, "header", node.loc);
     // The first [[name]] header also stands for the array as a whole.
-    if (typeof resolved[resolved.length - 1] === "number") {
-      record(resolved.slice(0, -1), "header", node.loc);
+    const n = resolved.length;
+    if (typeof resolved[n - 1] === "number" && n >= 2 && places.length >= n - 1) {
+      record(places[n - 2], "header", node.loc);
     }
-    for (const kv of node.body ?? []) visitKeyValue(kv, resolved);
+    if (place === undefined) continue;
+    record(place, "header", node.loc);
+    for (const kv of node.body ?? []) visitKeyValue(kv, place);
   }
-  return index;
 }
 
 // ---------------------------------------------------------------------------
@@ -1514,11 +1624,11 @@ class Checker {
 
   fail(path: Path, message: string, at: Finding["at"] = "value"): void {
     this.findings.push({ path, message, at });
-    this.#failed.add(formatPath(path));
+    this.#failed.add(pathKey(path));
   }
 
   /** True when no finding was recorded at any of these paths. */
   ok(...paths: Path[]): boolean {
-    return paths.every((p) => !this.#failed.has(formatPath(p)));
+    return paths.every((p) => !this.#failed.has(pathKey(p)));
   }
 }

@@ -10,12 +10,20 @@ import {
   type VmConfig,
 } from "./config.ts";
 
-/** 64 bytes holding a Multiboot header (magic, flags 0, checksum) at offset 0. */
+/**
+ * A 64-byte Multiboot kernel the loader accepts: an a.out-kludge header
+ * (flag 16) at offset 0 loading the whole file at 1 MiB, entered at byte 32.
+ */
 function multibootKernel(): Uint8Array {
   const bytes = new Uint8Array(64);
   const dv = new DataView(bytes.buffer);
+  const flags = 1 << 16;
   dv.setUint32(0, 0x1badb002, true);
-  dv.setUint32(8, -0x1badb002 >>> 0, true);
+  dv.setUint32(4, flags, true);
+  dv.setUint32(8, -(0x1badb002 + flags) >>> 0, true);
+  dv.setUint32(12, 0x100000, true); // header_addr
+  dv.setUint32(16, 0x100000, true); // load_addr
+  dv.setUint32(28, 0x100020, true); // entry_addr
   return bytes;
 }
 
@@ -148,7 +156,7 @@ Deno.test("loadConfig reads the file and resolves paths against its directory", 
 Deno.test("loadConfig names a missing file", async () => {
   await assert.rejects(() => loadConfig("/nonexistent/dhyve/vm.toml"), {
     name: "ConfigError",
-    message: "/nonexistent/dhyve/vm.toml: cannot read config file: not found",
+    message: "/nonexistent/dhyve/vm.toml: cannot read config file: it does not exist",
   });
 });
 
@@ -292,7 +300,7 @@ Deno.test("malformed configs: each issue names file:line:col, key path and probl
       [
         "TOML duplicate key",
         `[boot]\nkind = "probe"\n[cpu]\ncpus = 1\ncpus = 2\n`,
-        ["vm.toml:5:1: invalid TOML: trying to redefine an already defined table or value"],
+        ["vm.toml:5:1: invalid TOML: key cpu.cpus is already defined: first at line 4, column 1"],
       ],
       [
         "unknown top-level table",
@@ -440,12 +448,12 @@ Deno.test("malformed configs: each issue names file:line:col, key path and probl
       [
         "missing kernel file",
         `[boot]\nkind = "multiboot"\nkernel = "${dir}/missing.elf"\n`,
-        [`vm.toml:3:10: boot.kernel: cannot read ${dir}/missing.elf: not found`],
+        [`vm.toml:3:10: boot.kernel: cannot read ${dir}/missing.elf: it does not exist`],
       ],
       [
         "kernel is a directory",
         `[boot]\nkernel = "${dir}"\n`,
-        [`vm.toml:2:10: boot.kernel: ${dir} is not a regular file`],
+        [`vm.toml:2:10: boot.kernel: ${dir} is a directory, not a regular file`],
       ],
       [
         "module without path, with a bad cmdline",
@@ -1141,7 +1149,7 @@ Deno.test("linux boot: refused before any VM exists, naming the file and the key
       'vm.toml:4:1: boot.modules: key `modules` does not apply to boot kind "linux"',
     ]);
     await assertIssues(boot(`kernel = "${dir}/vmlinuz"\ninitrd = "${dir}/nope"`), [
-      `vm.toml:4:10: boot.initrd: cannot read ${dir}/nope: not found`,
+      `vm.toml:4:10: boot.initrd: cannot read ${dir}/nope: it does not exist`,
     ]);
     await assertIssues(boot(`initrd = "${dir}/initrd.gz"`), [
       "vm.toml:1:1: boot.kernel: missing required key `kernel`",

@@ -10,7 +10,9 @@
  *
  * Piped stdin works too: it is fed to the guest without escape processing,
  * as fast as the UART's receive FIFO takes it; at end of input the guest
- * simply sees no more bytes.
+ * simply sees no more bytes. At most {@linkcode INPUT_HOLD} bytes wait in
+ * dhyve for a guest that does not read: beyond that, stdin is not read
+ * until the guest takes some (back-pressure), so memory stays flat.
  *
  * @module
  */
@@ -66,6 +68,15 @@ export class EscapeParser {
   }
 }
 
+/**
+ * Bytes of guest input dhyve holds for a guest that is slow to read them
+ * (the UART's receive FIFO is full). When they are all held, dhyve stops
+ * reading stdin until the guest takes some: the terminal or the pipe then
+ * holds the rest (back-pressure), and dhyve's memory stays flat whatever
+ * is typed or piped in.
+ */
+export const INPUT_HOLD = 4096;
+
 /** Feeds stdin to a console device until stopped. */
 export class StdinConsole {
   readonly #device: () => ConsoleInput | undefined;
@@ -73,7 +84,11 @@ export class StdinConsole {
   readonly #actions: ConsoleActions & { help(): void };
   readonly #tty: boolean;
   readonly #parser = new EscapeParser();
-  #queue: Uint8Array[] = [];
+  /** Input not yet taken by the device: the bytes themselves, copied out of stdin's buffers. */
+  readonly #held = new Uint8Array(INPUT_HOLD);
+  #heldLength = 0;
+  /** Resolves the reader's wait for room in #held. */
+  #room: (() => void) | undefined;
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
@@ -96,19 +111,34 @@ export class StdinConsole {
   start(): void {
     if (this.#tty) Deno.stdin.setRaw(true);
     this.#reader = Deno.stdin.readable.getReader();
-    void this.#pump();
+    void this.#pump(this.#reader);
   }
 
-  async #pump(): Promise<void> {
-    const reader = this.#reader!;
+  /** Bytes read from stdin and not yet taken by the device (at most {@linkcode INPUT_HOLD}). */
+  get held(): number {
+    return this.#heldLength;
+  }
+
+  async #pump(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
     try {
       for (;;) {
+        // Back-pressure: no read while all that may be held is held.
+        while (this.#heldLength === INPUT_HOLD && !this.#stopped) {
+          await new Promise<void>((resolve) => this.#room = resolve);
+        }
+        if (this.#stopped) break;
         const { value, done } = await reader.read();
         if (done || this.#stopped) break;
         const bytes = this.#tty ? this.#parser.feed(value, this.#actions) : value;
-        if (bytes.length) {
-          this.#queue.push(bytes);
+        for (let at = 0; at < bytes.length && !this.#stopped;) {
+          const n = Math.min(INPUT_HOLD - this.#heldLength, bytes.length - at);
+          this.#held.set(bytes.subarray(at, at + n), this.#heldLength);
+          this.#heldLength += n;
+          at += n;
           this.#flush();
+          if (at < bytes.length && this.#heldLength === INPUT_HOLD) {
+            await new Promise<void>((resolve) => this.#room = resolve);
+          }
         }
       }
     } catch {
@@ -117,34 +147,33 @@ export class StdinConsole {
   }
 
   /**
-   * Moves queued input into the device's FIFO. Retries shortly while the FIFO
+   * Moves held input into the device's FIFO. Retries shortly while the FIFO
    * is full, the device lock is busy or the VM is between two instances: the
    * main thread never waits for the lock, and input is never dropped.
    */
   #flush(): void {
     if (this.#stopped) return;
     try {
-      while (this.#queue.length > 0) {
-        const device = this.#device();
-        if (!device || !this.#lock.tryAcquire()) break;
-        const head = this.#queue[0];
+      const device = this.#device();
+      if (this.#heldLength > 0 && device && this.#lock.tryAcquire()) {
         let n: number;
         try {
-          n = device.receive(head);
+          n = device.receive(this.#held.subarray(0, this.#heldLength));
         } finally {
           this.#lock.release();
         }
-        if (n === head.length) this.#queue.shift();
-        else {
-          this.#queue[0] = head.subarray(n);
-          break;
+        if (n > 0) {
+          this.#held.copyWithin(0, n, this.#heldLength);
+          this.#heldLength -= n;
+          this.#wakeReader();
         }
       }
     } catch (e) {
-      this.#queue = [];
+      this.#heldLength = 0;
+      this.#wakeReader();
       log.error("console input dropped: {message}", { message: (e as Error).message });
     }
-    if (this.#queue.length > 0 && this.#retry === undefined) {
+    if (this.#heldLength > 0 && this.#retry === undefined) {
       // The guest drains the FIFO from its own thread; look again shortly.
       this.#retry = setTimeout(() => {
         this.#retry = undefined;
@@ -153,10 +182,17 @@ export class StdinConsole {
     }
   }
 
+  #wakeReader(): void {
+    const wake = this.#room;
+    this.#room = undefined;
+    wake?.();
+  }
+
   /** Stops reading and restores the terminal. */
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#retry !== undefined) clearTimeout(this.#retry);
+    this.#wakeReader();
     try {
       await this.#reader?.cancel();
     } catch { /* already closed */ }

@@ -6,6 +6,7 @@
  * @module
  */
 import { configure, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
+import { escapeText } from "./quote.ts";
 
 const LEVEL_NAMES: Record<LogLevel, string> = {
   trace: "trace",
@@ -20,7 +21,10 @@ function render(record: LogRecord): string {
   let text = "";
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
-    text += i % 2 === 0 ? String(part) : typeof part === "string" ? part : Deno.inspect(part);
+    // Values come from outside (paths, guest and user text): no raw control or bidi characters.
+    text += i % 2 === 0
+      ? String(part)
+      : escapeText(typeof part === "string" ? part : Deno.inspect(part, { colors: false }));
   }
   return text;
 }

@@ -10,13 +10,20 @@
 /// <reference lib="deno.worker" />
 import { EAGAIN, EINTR, libc } from "../cpu/libc.ts";
 import { OutputRing } from "./output.ts";
+import { errnoText } from "./os_error.ts";
+import { escapeText } from "./quote.ts";
 import { TimerTable } from "./timers.ts";
 import { WRITER_BELL, WRITER_STOP, WRITER_STOPPED } from "./output_constants.ts";
 
 /** What the writer thread is given. */
 export interface OutputWorkerInit {
   /** Each output: its ring and the file descriptor it goes to. */
-  readonly outputs: readonly { readonly ring: SharedArrayBuffer; readonly fd: number }[];
+  readonly outputs: readonly {
+    readonly ring: SharedArrayBuffer;
+    readonly fd: number;
+    /** What the output is, for messages ("com1 output to serial.log"); "console output" when absent. */
+    readonly name?: string;
+  }[];
   /** The control block (WRITER_* words, lib/output_constants.ts). */
   readonly control: SharedArrayBuffer;
   /** The timer table, to wake the timer thread when a device may send again. */
@@ -31,6 +38,7 @@ self.onmessage = (e: MessageEvent<OutputWorkerInit>) => {
   const outputs = e.data.outputs.map((o) => ({
     ring: new OutputRing(o.ring),
     fd: o.fd,
+    name: o.name ?? "console output",
     broken: false,
   }));
   try {
@@ -53,7 +61,7 @@ self.onmessage = (e: MessageEvent<OutputWorkerInit>) => {
               // The reader is gone (EPIPE, a closed file): the output goes nowhere from now on.
               o.broken = true;
               const msg = new TextEncoder().encode(
-                `dhyve: console output to fd ${o.fd} stopped: ${c.strerror(err)}\n`,
+                `dhyve: ${escapeText(o.name)} stopped: ${errnoText(err)}\n`,
               );
               c.fn.write(2, msg, BigInt(msg.length));
             } else {

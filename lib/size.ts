@@ -7,6 +7,7 @@
  */
 
 export { formatSize } from "./layout.ts";
+import { quote } from "./quote.ts";
 
 /** Multiplier of each unit letter (binary units). */
 const UNITS: Readonly<Record<string, bigint>> = Object.freeze({
@@ -42,17 +43,17 @@ export function parseSize(text: string | number): number {
     return text;
   }
   const m = SIZE_RE.exec(text.trim());
-  if (m === null) throw new Error(`invalid size ${JSON.stringify(text)}: ${SYNTAX_HINT}`);
+  if (m === null) throw new Error(`invalid size ${quote(text)}: ${SYNTAX_HINT}`);
   const [, whole, fraction = "", unit = ""] = m;
   // Exact arithmetic: (whole.fraction * unit) must come out as an integer.
   const scale = 10n ** BigInt(fraction.length);
   const numerator = BigInt(whole + fraction) * UNITS[unit.toLowerCase()];
   if (numerator % scale !== 0n) {
-    throw new Error(`invalid size ${JSON.stringify(text)}: not a whole number of bytes`);
+    throw new Error(`invalid size ${quote(text)}: not a whole number of bytes`);
   }
   const bytes = numerator / scale;
   if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new Error(`invalid size ${JSON.stringify(text)}: too large`);
+    throw new Error(`invalid size ${quote(text)}: too large`);
   }
   return Number(bytes);
 }
