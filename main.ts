@@ -7,6 +7,7 @@
  * deno run -A main.ts tables vm.toml --out DIR  write the firmware tables to DIR
  * deno run -A main.ts devices                   list the device models
  * deno run -A main.ts initramfs DIR -o OUT      write DIR as a gzipped newc initramfs
+ * deno run -A main.ts ctl COMMAND [VM] [opts]   query and steer a running VM (its control socket)
  * ```
  *
  * Exit statuses: 0 reset, 1 poweroff, 2 halt, 3 triple fault, 4 error
@@ -26,6 +27,7 @@ import {
   type VmConfig,
 } from "./lib/config.ts";
 import { setupLogging } from "./lib/log.ts";
+import { addCtlCommand } from "./lib/ctl/cli.ts";
 
 /** Usage and config errors. */
 const EXIT_USAGE = 2;
@@ -91,10 +93,21 @@ function levelOf(opts: { verbose?: number; quiet?: boolean }): LogLevel {
 
 async function up(
   path: string,
-  opts: { verbose?: number; quiet?: boolean; report?: string },
+  opts: { verbose?: number; quiet?: boolean; report?: string; ctl?: string | false },
 ): Promise<never> {
   await setupLogging(levelOf(opts), (opts.verbose ?? 0) > 0);
   const config = await readConfig(path);
+  // The control socket is bound before the VM exists: a VM of the same name
+  // still running is a usage error (status 2), and a stale socket is replaced.
+  const { CtlServer } = await import("./lib/ctl/server.ts");
+  let ctl: import("./lib/ctl/server.ts").CtlServer | undefined;
+  if (opts.ctl !== false) {
+    try {
+      ctl = await CtlServer.bind(config.vm.name, { path: opts.ctl });
+    } catch (e) {
+      fail((e as Error).message, EXIT_USAGE);
+    }
+  }
   // Open the report before the VM exists: a destination that cannot be written
   // is a usage error now, not a lost report after the run. Truncated now, so a
   // report from an earlier run is never taken for this run's.
@@ -102,11 +115,13 @@ async function up(
   if (opts.report !== undefined) {
     const clash = vmFileNamed(config, path, opts.report);
     if (clash) {
+      await ctl?.close();
       fail(`--report ${opts.report} is ${clash}; the report would overwrite it`, EXIT_USAGE);
     }
     try {
       report = await Deno.open(opts.report, { write: true, create: true, truncate: true });
     } catch (e) {
+      await ctl?.close();
       fail(`cannot write ${opts.report}: ${reasonOf(e)}`, EXIT_USAGE);
     }
   }
@@ -126,6 +141,7 @@ async function up(
       progressMs: (opts.verbose ?? 0) > 0 ? 5000 : 0,
     });
   } catch (e) {
+    await ctl?.close();
     if (e instanceof PayloadError) fail(e.message, EXIT_USAGE);
     if (e instanceof KvmUnavailableError) fail(e.message, EXIT_ERROR);
     fail(`cannot create the VM: ${(e as Error).message}`, EXIT_ERROR);
@@ -147,10 +163,11 @@ async function up(
       } else forcePoweroff(name);
     }, () => forcePoweroff(name));
   };
-  const signals: [Deno.Signal, () => void][] = [["SIGTERM", onSignal("SIGTERM")], [
-    "SIGINT",
-    onSignal("SIGINT"),
-  ]];
+  // SIGHUP too: its default action would end dhyve without releasing the
+  // VM or removing the control socket.
+  const signals: [Deno.Signal, () => void][] = (["SIGTERM", "SIGINT", "SIGHUP"] as const).map((
+    s,
+  ) => [s, onSignal(s)]);
   for (const [s, f] of signals) Deno.addSignalListener(s, f);
 
   const stdioPort = (["com1", "com2"] as const).find((p) => config.console[p].kind === "stdio");
@@ -171,6 +188,7 @@ async function up(
 
   let status = EXIT_ERROR;
   try {
+    ctl?.serve(vm);
     await vm.start();
     stdin?.start();
     const exit = await vm.wait();
@@ -189,6 +207,7 @@ async function up(
     log.error("{message}", { message: (e as Error).message });
     vm.close();
   } finally {
+    await ctl?.close();
     await stdin?.stop();
     report?.close();
     for (const [s, f] of signals) Deno.removeSignalListener(s, f);
@@ -367,6 +386,12 @@ export function cli(): Command {
       "write a JSON report (exit, per-vCPU exit counts, timings) at the end",
       nonEmptyPath,
     )
+    .option(
+      "--ctl <path>",
+      "serve the control socket at this path (default: $XDG_RUNTIME_DIR/dhyve/<name>.sock, /run/dhyve/ for root)",
+      nonEmptyPath,
+    )
+    .option("--no-ctl", "serve no control socket")
     .action(up);
   program.command("check")
     .description("validate a VM definition; print the effective config, topology and memory map")
@@ -398,6 +423,7 @@ export function cli(): Command {
     .option("--keep-owner", "keep the files' owners (default: everything is owned by root)")
     .option("--no-compress", "write the cpio archive without gzip")
     .action(initramfs);
+  addCtlCommand(program);
   return program;
 }
 

@@ -19,16 +19,21 @@
  *    and the handler's `iret`: two fallbacks), each in its own dhyve run,
  *    alternating. Each is printed as a ratio to the port-I/O exit (target:
  *    one fallback <= 2x).
+ * 4. The control socket: a `stats` round trip against a running VM, client
+ *    start excluded (target: median < 5 ms), and a `regs.get`, which goes
+ *    through the vCPU's thread (bench/ctl_bench.ts).
  *
  * Timings on our machines are noisy (guest ring 0 is emulated): the runs
  * alternate and medians are compared, never absolute numbers across runs.
  *
  * Usage: deno task bench [--iterations N] [--runs R] [--fallback-iterations F]
+ * [--ctl-round-trips C]
  *
  * @module
  */
 import { buildGuest, OUTLOOP_COUNT_OFFSET } from "../tests/guests/build.ts";
 import { flatGuestToml } from "../tests/helpers.ts";
+import { ctlBench } from "./ctl_bench.ts";
 
 const args = new Map<string, string>();
 for (let i = 0; i < Deno.args.length; i += 2) {
@@ -37,6 +42,7 @@ for (let i = 0; i < Deno.args.length; i += 2) {
 const ITERATIONS = Number(args.get("iterations") ?? 100_000);
 const RUNS = Number(args.get("runs") ?? 5);
 const FALLBACK_ITERATIONS = Number(args.get("fallback-iterations") ?? 20_000);
+const CTL_ROUND_TRIPS = Number(args.get("ctl-round-trips") ?? 1000);
 
 const root = new URL("..", import.meta.url).pathname;
 const dir = await Deno.makeTempDir({ prefix: "dhyve-bench-" });
@@ -134,6 +140,8 @@ try {
     })`,
   );
   await fallbackBench();
+  // Part 4: the control socket's round trip (bench/ctl_bench.ts).
+  await ctlBench(CTL_ROUND_TRIPS);
 } finally {
   await Deno.remove(dir, { recursive: true });
 }

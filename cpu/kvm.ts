@@ -651,6 +651,25 @@ export function getMpState(vcpuFd: number): number {
   return new DataView(buf.buffer).getUint32(0, true);
 }
 
+/**
+ * KVM_NMI (api.rst 4.63): queues an NMI on the vCPU. With the in-kernel
+ * irqchip this is the host's way to drive LINT1 (check the LVT entry first).
+ */
+export function injectNmi(vcpuFd: number): void {
+  ioctlInt(vcpuFd, "KVM_NMI");
+}
+
+/** KVM_SET_DEBUGREGS from {@linkcode DebugRegs} (flags 0). */
+export function setDebugregsFrom(vcpuFd: number, d: DebugRegs): void {
+  const S = KVM_DEBUGREGS_STRUCT;
+  const buf = new Uint8Array(S.size);
+  const dv = new DataView(buf.buffer);
+  d.db.forEach((v, i) => dv.setBigUint64(S.o.db + 8 * i, BigInt.asUintN(64, v), true));
+  dv.setBigUint64(S.o.dr6, BigInt.asUintN(64, d.dr6), true);
+  dv.setBigUint64(S.o.dr7, BigInt.asUintN(64, d.dr7), true);
+  ioctlBuf(vcpuFd, "KVM_SET_DEBUGREGS", buf);
+}
+
 /** KVM_TRANSLATE: a guest linear address through the vCPU's current paging mode. */
 export function translate(
   vcpuFd: number,

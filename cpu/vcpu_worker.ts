@@ -40,6 +40,7 @@ import {
 import { decodeExit, type IoExit, type MmioExit } from "./exits.ts";
 import { formatRegisters } from "./regs.ts";
 import type { GuestMemory } from "../lib/guest_memory.ts";
+import { serveVcpuOp } from "../lib/ctl/vcpu_ops.ts";
 
 /** Everything a vCPU Worker needs, sent once by the main thread. */
 export interface VcpuWorkerInit {
@@ -179,6 +180,20 @@ function start(init: VcpuWorkerInit): void {
   });
   const fallbacks = control.fallbacks;
 
+  // Control requests for this vCPU (lib/ctl): served between two KVM_RUNs.
+  const opContext = {
+    index: init.index,
+    fd,
+    memory,
+    // MAXPHYADDR is CPUID.80000008H:EAX[7:0] (SDM Vol. 3A 4.1.4); 36 without the leaf.
+    maxPhyAddr: (init.cpuid.find((e) => e.function === 0x80000008)?.eax ?? 36) & 0xff,
+    flush: () => fallback.cpu.flush(),
+  };
+  const serveCall = (): void => {
+    const message = control.takeCall();
+    if (message !== undefined) control.answerCall(serveVcpuOp(opContext, message));
+  };
+
   control.tid = c.gettid();
   post({ type: "ready", index: init.index });
 
@@ -239,6 +254,7 @@ function start(init: VcpuWorkerInit): void {
       );
     }
     for (;;) {
+      if (control.callPending) serveCall();
       if (control.request !== VCPU_REQUEST.none || vmc.suspending) return;
       const r = ioctl(fd, runIoctl, 0n);
       stats[S_EXITS]++;
@@ -356,7 +372,8 @@ function start(init: VcpuWorkerInit): void {
   for (;;) {
     const req = control.takeRequest();
     if (req === VCPU_REQUEST.none) {
-      control.waitRequestChange(VCPU_REQUEST.none);
+      if (control.callPending) serveCall();
+      else control.waitRequestChange(VCPU_REQUEST.none);
       continue;
     }
     if (req === VCPU_REQUEST.exit) break;

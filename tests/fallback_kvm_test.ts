@@ -24,7 +24,7 @@ import { getXsave } from "../cpu/kvm.ts";
 import { libc } from "../cpu/libc.ts";
 import { emulate } from "../cpu/x86/exec.ts";
 import { DIRTY } from "../cpu/x86/types.ts";
-import { guestBytes, MAIN, type RunResult, Scratch } from "./helpers.ts";
+import { guestBytes, MAIN, type RunResult, Scratch, testEnv } from "./helpers.ts";
 
 // dhyve opens libc and libatomic once per thread and keeps them: open them
 // before the sanitizers count.
@@ -198,7 +198,7 @@ async function up(
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
+      env: testEnv(),
       signal: AbortSignal.timeout(60_000),
     }).output();
     const dec = new TextDecoder();

@@ -87,6 +87,23 @@ export async function guestBytes(name: GuestName): Promise<Uint8Array> {
   return b;
 }
 
+/**
+ * The runtime directory test VMs get (XDG_RUNTIME_DIR): one per test process,
+ * so that their control sockets (lib/ctl/paths.ts) never meet a VM of the
+ * same name that a user or another test run has up on this machine.
+ */
+export const TEST_RUNTIME_DIR: string = Deno.makeTempDirSync({ prefix: "dhyve-test-run-" });
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(TEST_RUNTIME_DIR, { recursive: true });
+  } catch { /* already gone */ }
+});
+
+/** The environment of a dhyve the tests spawn: colours off, the test runtime directory. */
+export function testEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { NO_COLOR: "1", XDG_RUNTIME_DIR: TEST_RUNTIME_DIR, ...extra };
+}
+
 /** Spawns `deno run -A main.ts <args>` with stdout and stderr piped and colours off. */
 export function spawnDhyve(
   args: string[],
@@ -97,7 +114,7 @@ export function spawnDhyve(
     stdin,
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: testEnv(),
   }).spawn();
 }
 

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { apicIdOf } from "../cpu/topology.ts";
 import { loadConfig } from "../lib/config.ts";
 import { fetchLinux, linuxCache } from "../tools/fetch_linux.ts";
-import { dhyve, MAIN, Scratch, SLOW_TESTS } from "./helpers.ts";
+import { dhyve, MAIN, Scratch, SLOW_TESTS, testEnv } from "./helpers.ts";
 
 const CONFIG = new URL("../configs/linux.toml", import.meta.url).pathname;
 const TIMEOUT_S = Number(Deno.env.get("DHYVE_LINUX_TIMEOUT_S") ?? 1800);
@@ -72,7 +72,7 @@ Deno.test({
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-        env: { NO_COLOR: "1" },
+        env: testEnv(),
       }).spawn();
       // At the limit: SIGTERM twice (dhyve forces a poweroff and still writes
       // its report, with the fallback counts), SIGKILL if that is not enough.
@@ -298,7 +298,7 @@ async function bootUntil(
       stdin: "null",
       stdout: "piped",
       stderr: "null",
-      env: { NO_COLOR: "1" },
+      env: testEnv(),
     }).spawn();
     const kill = (sig: Deno.Signal) => {
       try {

@@ -18,6 +18,7 @@ import type { VmConfig } from "../config.ts";
 import { type BuildOptions, Machine, type VcpuHandle } from "./machine.ts";
 import type { PrespawnedWorkers } from "./workers.ts";
 import { type FallbackCount, VCPU_REQUEST, VcpuControl, type VcpuStatName } from "./vm_control.ts";
+import type { VcpuAnswer, VcpuOp } from "../ctl/vcpu_ops.ts";
 
 const log = getLogger(["dhyve", "vm"]);
 const progressLog = getLogger(["dhyve", "progress"]);
@@ -160,6 +161,10 @@ export class Vm {
   #hostPaused = false;
   /** Counts resume() calls: a pause under way gives up when one comes. */
   #resumes = 0;
+  /** vCPUs the host paused one by one ({@linkcode Vm.pauseVcpu}), by index. */
+  readonly #pausedVcpus = new Set<number>();
+  /** The last host call of each vCPU (by index): calls to one vCPU run one after another. */
+  readonly #calls = new Map<number, Promise<unknown>>();
   /** The latest start of the vCPUs (told to run), at power-on or after a reboot in place. */
   #starting: Promise<void> = Promise.resolve();
 
@@ -306,8 +311,112 @@ export class Vm {
   /** Resumes vCPUs paused by {@linkcode Vm.pause}; a pause still under way gives up. */
   resume(): void {
     this.#hostPaused = false;
+    this.#pausedVcpus.clear();
     this.#resumes++;
     this.#resumeAll();
+  }
+
+  /** True while the host holds the whole VM paused ({@linkcode Vm.pause}). */
+  get hostPaused(): boolean {
+    return this.#hostPaused;
+  }
+
+  /** Indices of the vCPUs the host paused one by one. */
+  get pausedVcpus(): readonly number[] {
+    return [...this.#pausedVcpus].sort((a, b) => a - b);
+  }
+
+  /** The current vCPU with `index`; throws a one-line reason when there is none. */
+  #vcpuAt(index: number): VcpuHandle {
+    const vcpus = this.machine.currentVcpus;
+    if (this.#closed || !this.#started) throw new Error("the VM is not running");
+    if (vcpus.length === 0) throw new Error("the VM is between two instances (a reset)");
+    const v = vcpus.find((x) => x.place.index === index);
+    if (!v) throw new Error(`vcpu ${index} does not exist (0-${vcpus.length - 1})`);
+    return v;
+  }
+
+  /**
+   * Pauses one vCPU (it leaves KVM_RUN and waits); the others run on.
+   * Resolves true once it is paused, false if it did not pause in time or
+   * the VM is stopping.
+   */
+  async pauseVcpu(index: number): Promise<boolean> {
+    const v = this.#vcpuAt(index);
+    await this.#starting;
+    if (this.machine.control.suspending) return false;
+    this.#pausedVcpus.add(index);
+    v.control.setRequest(VCPU_REQUEST.pause);
+    const late = await this.#kickWhile(
+      [v],
+      (x) =>
+        x.control.request === VCPU_REQUEST.pause || x.control.state === "running" ||
+        x.control.state === "created",
+      () => this.#pausedVcpus.has(index),
+    );
+    return late.length === 0 && v.control.state === "paused";
+  }
+
+  /** Resumes one vCPU paused by {@linkcode Vm.pauseVcpu} or by {@linkcode Vm.pause}. */
+  resumeVcpu(index: number): void {
+    const v = this.#vcpuAt(index);
+    if (this.#hostPaused) {
+      // One vCPU out of a VM-wide pause: the others stay paused, one by one.
+      this.#hostPaused = false;
+      this.#resumes++;
+      for (const o of this.machine.currentVcpus) this.#pausedVcpus.add(o.place.index);
+    }
+    this.#pausedVcpus.delete(index);
+    if (v.control.state === "paused" || v.control.request === VCPU_REQUEST.pause) {
+      v.control.setRequest(VCPU_REQUEST.run);
+    }
+  }
+
+  /**
+   * Runs `op` on vCPU `index`, in that vCPU's thread between two KVM_RUNs
+   * (lib/ctl/vcpu_ops.ts): it is kicked out of KVM_RUN, serves the call and
+   * runs on. Calls to one vCPU run one at a time. Throws a one-line message
+   * when the vCPU does not exist, the VM is not running, the vCPU did not
+   * answer within `timeoutMs`, or the operation failed.
+   */
+  callVcpu(index: number, op: VcpuOp, timeoutMs = 2000): Promise<unknown> {
+    const prev = this.#calls.get(index) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(() => this.#callVcpu(index, op, timeoutMs));
+    this.#calls.set(index, next);
+    const forget = () => {
+      if (this.#calls.get(index) === next) this.#calls.delete(index);
+    };
+    next.then(forget, forget);
+    return next;
+  }
+
+  async #callVcpu(index: number, op: VcpuOp, timeoutMs: number): Promise<unknown> {
+    const v = this.#vcpuAt(index);
+    const state = v.control.state;
+    if (state === "finished" || state === "suspended" || this.machine.control.suspending) {
+      throw new Error(`vcpu ${index} is stopping (${state})`);
+    }
+    if (!v.control.postCall(JSON.stringify(op))) {
+      throw new Error(`vcpu ${index} is still busy with an earlier request that timed out`);
+    }
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - performance.now();
+      const last = left <= 20;
+      const answer = await v.control.waitCall(Math.max(0, Math.min(20, left)), last);
+      if (answer !== undefined) {
+        const a = JSON.parse(answer) as VcpuAnswer;
+        if (!a.ok) throw new Error(a.error);
+        return a.result;
+      }
+      if (last || this.#closed) {
+        throw new Error(`vcpu ${index} did not answer within ${timeoutMs} ms (${v.control.state})`);
+      }
+      // Out of KVM_RUN (a call is served at the top of the run loop), or awake
+      // if it sleeps paused: the notify of the post may have come too early.
+      if (v.control.state === "running") this.#kick(v);
+      v.control.nudge();
+    }
   }
 
   /**
@@ -357,6 +466,7 @@ export class Vm {
   #resumeAll(): void {
     if (this.#closed) return;
     for (const v of this.machine.currentVcpus) {
+      if (this.#pausedVcpus.has(v.place.index)) continue;
       if (v.control.state === "paused" || v.control.request === VCPU_REQUEST.pause) {
         v.control.setRequest(VCPU_REQUEST.run);
       }
@@ -429,6 +539,9 @@ export class Vm {
           for (const v of this.#finalStats) addFallbacks(this.#earlierFallbacks, v.fallbacks);
           log.info("{cause}: restarting the VM", { cause: req.message ?? "reset" });
           await this.machine.reset();
+          // The new instance's vCPUs all run: no host pause carries over.
+          this.#hostPaused = false;
+          this.#pausedVcpus.clear();
           this.#bindWorkers();
           this.#finalStats = undefined;
           await (this.#starting = this.#startVcpus());
@@ -471,7 +584,11 @@ export class Vm {
     const quiet = exits === this.#lastExits;
     this.#lastExits = exits;
     // A VM the host paused makes no exits either; it is not the guest's halt.
-    if (!quiet || this.#hostPaused || this.#closed || !this.#started) return;
+    if (
+      !quiet || this.#hostPaused || this.#pausedVcpus.size > 0 || this.#closed || !this.#started
+    ) {
+      return;
+    }
     const resumes = this.#resumes;
     const paused = await this.#pauseAll(() =>
       this.#resumes === resumes && !this.#hostPaused && !this.#closed

@@ -158,6 +158,8 @@ export type VcpuStatName = typeof VCPU_STATS[number];
 const V_STATE = 0;
 const V_REQUEST = 1;
 const V_TID = 2;
+/** The host-call mailbox word: {@linkcode VCPU_CALL}. */
+const V_CALL = 3;
 const V_WORDS = 4;
 // Float64 slots after the words: statistics, then timestamps.
 const V_FIRST_RUN = VCPU_STATS.length; // wall-clock ms (performance.timeOrigin + now) of the first KVM_RUN
@@ -165,6 +167,15 @@ const V_FIRST_RUN_NS = V_FIRST_RUN + 1; // CLOCK_MONOTONIC ns of the first KVM_R
 const V_SUSPEND_NS = V_FIRST_RUN + 2; // CLOCK_MONOTONIC ns when the vCPU left its run loop
 const V_F64 = V_FIRST_RUN + 3;
 const V_STATS_BYTES = V_WORDS * 4 + V_F64 * 8;
+
+/** States of a vCPU's host-call mailbox (the word V_CALL). */
+export const VCPU_CALL = Object.freeze({ idle: 0, posted: 1, taken: 2, done: 3 });
+/**
+ * Bytes of a host call's message (UTF-8 JSON after a 4-byte length), each
+ * way. Control requests are short; the longest answer (a page walk with
+ * five levels, or every register) takes a few KiB.
+ */
+export const VCPU_CALL_BYTES = 16 * 1024;
 
 /** Slots of the per-mnemonic fallback table; the last one counts everything past it. */
 export const FALLBACK_SLOTS = 64;
@@ -267,10 +278,95 @@ export class VcpuControl {
 
   /** Creates a fresh block, or binds one received from another thread. */
   constructor(buffer?: SharedArrayBuffer) {
-    this.buffer = buffer ?? new SharedArrayBuffer(V_STATS_BYTES + FallbackCounters.bytes);
+    this.buffer = buffer ??
+      new SharedArrayBuffer(V_STATS_BYTES + FallbackCounters.bytes + 4 + VCPU_CALL_BYTES);
     this.#w = new Int32Array(this.buffer, 0, V_WORDS);
     this.stats = new Float64Array(this.buffer, V_WORDS * 4, V_F64);
     this.fallbacks = new FallbackCounters(this.buffer, V_STATS_BYTES);
+    const at = V_STATS_BYTES + FallbackCounters.bytes;
+    this.#callLen = new Int32Array(this.buffer, at, 1);
+    this.#callData = new Uint8Array(this.buffer, at + 4, VCPU_CALL_BYTES);
+  }
+
+  readonly #callLen: Int32Array;
+  readonly #callData: Uint8Array;
+
+  /**
+   * Host calls: the main thread asks the vCPU thread to run a short
+   * operation on its vCPU between two KVM_RUNs (registers, debug registers,
+   * an NMI, a page walk): only the thread that runs a vCPU may use its fd
+   * without waiting for KVM_RUN to return. The main thread posts the
+   * message and kicks the vCPU; the vCPU thread takes it, runs it and
+   * answers in the same area. One call at a time per vCPU. False when the
+   * mailbox is still busy with an earlier call the vCPU thread has taken.
+   */
+  postCall(message: string): boolean {
+    const cur = Atomics.load(this.#w, V_CALL);
+    if (cur === VCPU_CALL.posted || cur === VCPU_CALL.taken) return false;
+    this.#putCall(message);
+    Atomics.store(this.#w, V_CALL, VCPU_CALL.posted);
+    // A vCPU thread asleep on its request word wakes on this notify (the value stays).
+    Atomics.notify(this.#w, V_REQUEST);
+    return true;
+  }
+
+  /** True while a posted call waits for the vCPU thread (read by the vCPU thread). */
+  get callPending(): boolean {
+    return Atomics.load(this.#w, V_CALL) === VCPU_CALL.posted;
+  }
+
+  /** Takes the posted call's message (vCPU thread); undefined if it was withdrawn. */
+  takeCall(): string | undefined {
+    if (
+      Atomics.compareExchange(this.#w, V_CALL, VCPU_CALL.posted, VCPU_CALL.taken) !==
+        VCPU_CALL.posted
+    ) return undefined;
+    return new TextDecoder().decode(this.#callData.slice(0, Atomics.load(this.#callLen, 0)));
+  }
+
+  /** Answers the call taken (vCPU thread) and wakes the caller. */
+  answerCall(message: string): void {
+    this.#putCall(message);
+    Atomics.store(this.#w, V_CALL, VCPU_CALL.done);
+    Atomics.notify(this.#w, V_CALL);
+  }
+
+  /** Wakes a vCPU thread asleep on its request word again (the call is still pending). */
+  nudge(): void {
+    Atomics.notify(this.#w, V_REQUEST);
+  }
+
+  /**
+   * Waits up to `timeoutMs` for the answer. Returns it (the mailbox is idle
+   * again), or undefined: with `giveUp`, a call still not taken is
+   * withdrawn (without, it stays posted for another wait); one the vCPU
+   * thread is running keeps the mailbox busy until it answers, and that
+   * late answer is dropped by the next {@linkcode postCall}.
+   */
+  async waitCall(timeoutMs: number, giveUp = true): Promise<string | undefined> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const cur = Atomics.load(this.#w, V_CALL);
+      if (cur === VCPU_CALL.done) {
+        const answer = new TextDecoder().decode(
+          this.#callData.slice(0, Atomics.load(this.#callLen, 0)),
+        );
+        Atomics.store(this.#w, V_CALL, VCPU_CALL.idle);
+        return answer;
+      }
+      const left = deadline - performance.now();
+      if (cur === VCPU_CALL.idle || left <= 0) break;
+      const r = Atomics.waitAsync(this.#w, V_CALL, cur, left);
+      if (r.async) await r.value;
+    }
+    if (giveUp) Atomics.compareExchange(this.#w, V_CALL, VCPU_CALL.posted, VCPU_CALL.idle);
+    return undefined;
+  }
+
+  #putCall(message: string): void {
+    const { read, written } = new TextEncoder().encodeInto(message, this.#callData);
+    if (read < message.length) throw new RangeError("vCPU call message too long");
+    Atomics.store(this.#callLen, 0, written);
   }
 
   /** The vCPU's state. */
