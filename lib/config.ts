@@ -59,6 +59,11 @@ export interface VmConfig {
     readonly strictIo: boolean;
     /** What a guest reset does: end dhyve with status 0 (bhyve's way), or reboot the VM in place. */
     readonly onReset: "exit" | "restart";
+    /**
+     * Guest seconds per real second of the VM's clocks (HPET, ACPI PM timer,
+     * RTC): 1 by default, down to 1/64. See the README ("clock_rate").
+     */
+    readonly clockRate: number;
   };
   /** `[memory]`: RAM size and the start of the 32-bit PCI hole, in bytes. */
   readonly memory: { readonly size: number; readonly lowmemLimit: number };
@@ -407,6 +412,7 @@ export function formatConfig(config: VmConfig): string {
   put("vm.name", shown(config.vm.name));
   put("vm.strict_io", config.vm.strictIo);
   put("vm.on_reset", config.vm.onReset);
+  put("vm.clock_rate", config.vm.clockRate);
   put("memory.size", size(config.memory.size));
   put("memory.lowmem_limit", size(config.memory.lowmemLimit));
   const cpu = config.cpu;
@@ -493,7 +499,9 @@ function checkDocument(c: Checker, doc: unknown, file: string): VmConfig {
 }
 
 function checkVm(c: Checker, root: Table, file: string): VmConfig["vm"] {
-  const t = openTable(c, get(root, "vm"), ["vm"], ["name", "strict_io", "on_reset"]) ?? {};
+  const t =
+    openTable(c, get(root, "vm"), ["vm"], ["name", "strict_io", "on_reset", "clock_rate"]) ??
+      {};
   let name = readString(c, t, ["vm"], "name");
   if (name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
     c.fail(
@@ -505,7 +513,36 @@ function checkVm(c: Checker, root: Table, file: string): VmConfig["vm"] {
   const onReset = has(t, "on_reset")
     ? readEnum(c, t, ["vm"], "on_reset", ["exit", "restart"] as const, "reset action") ?? "exit"
     : "exit";
-  return { name, strictIo: readBool(c, t, ["vm"], "strict_io") ?? false, onReset };
+  return {
+    name,
+    strictIo: readBool(c, t, ["vm"], "strict_io") ?? false,
+    onReset,
+    clockRate: readClockRate(c, t) ?? 1,
+  };
+}
+
+/** The slowest clock rate: beyond it a guest's timeouts would outlast any use. */
+export const MIN_CLOCK_RATE = 1 / 64;
+
+/** `[vm] clock_rate`: a number in [1/64, 1] (an integer 1 or a float). */
+function readClockRate(c: Checker, t: Table): number | undefined {
+  const v = get(t, "clock_rate");
+  if (v === undefined) return undefined;
+  const p = ["vm", "clock_rate"];
+  const n = typeof v === "bigint" ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isFinite(n)) {
+    c.fail(p, `expected a number between 1/64 and 1, got ${describe(v, c.toml)}`);
+    return undefined;
+  }
+  if (n < MIN_CLOCK_RATE || n > 1) {
+    c.fail(
+      p,
+      `${n} is out of range: the guest's clocks run at clock_rate seconds per second, ` +
+        `from 0.015625 (1/64) to 1`,
+    );
+    return undefined;
+  }
+  return n;
 }
 
 function checkMemory(c: Checker, root: Table): VmConfig["memory"] {

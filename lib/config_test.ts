@@ -112,7 +112,7 @@ function fullExpected(dir: string): VmConfig {
   return {
     file: `${dir}/full.toml`,
     baseDir: dir,
-    vm: { name: "demo-1", strictIo: true, onReset: "exit" },
+    vm: { name: "demo-1", strictIo: true, onReset: "exit", clockRate: 1 },
     memory: { size: 1536 * 2 ** 20, lowmemLimit: 2 * 2 ** 30 },
     cpu: { cpus: 8, sockets: 2, cores: 2, threads: 2, maxcpus: 16, x2apic: true },
     boot: {
@@ -235,7 +235,7 @@ Deno.test("defaults: only [boot] kind = probe", async () => {
   assert.deepEqual(structuredClone(config), {
     file: "/srv/vms/demo.toml",
     baseDir: "/srv/vms",
-    vm: { name: "demo", strictIo: false, onReset: "exit" },
+    vm: { name: "demo", strictIo: false, onReset: "exit", clockRate: 1 },
     memory: { size: 256 * 2 ** 20, lowmemLimit: 3 * 2 ** 30 },
     cpu: { cpus: 1, sockets: 1, cores: 1, threads: 1, maxcpus: 1, x2apic: false },
     boot: { kind: "probe" },
@@ -556,6 +556,40 @@ Deno.test("dotted keys and inline tables are located too", async () => {
   );
 });
 
+Deno.test("[vm] clock_rate: a number from 1/64 to 1, 1 by default", async () => {
+  for (
+    const [text, want] of [["0.25", 0.25], ["1", 1], ["1.0", 1], ["0.015625", 1 / 64]] as const
+  ) {
+    const config = await parseConfig(
+      `[boot]\nkind = "probe"\n[vm]\nclock_rate = ${text}\n`,
+      "vm.toml",
+    );
+    assert.equal(config.vm.clockRate, want, text);
+  }
+  for (
+    const [text, message] of [
+      ["0", "0 is out of range"],
+      ["2", "2 is out of range"],
+      ["0.01", "0.01 is out of range"],
+      ["-0.5", "-0.5 is out of range"],
+      ["nan", "expected a number between 1/64 and 1"],
+      ['"fast"', "expected a number between 1/64 and 1"],
+    ]
+  ) {
+    await assert.rejects(
+      parseConfig(`[boot]\nkind = "probe"\n[vm]\nclock_rate = ${text}\n`, "vm.toml"),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          new RegExp(`vm\\.clock_rate: .*${message.replace(/[.()]/g, "\\$&")}`),
+        );
+        return true;
+      },
+      text,
+    );
+  }
+});
+
 Deno.test("formatConfig prints every setting, defaults included", async () => {
   await withFiles(async (dir) => {
     const config = await parseConfig(FULL, `${dir}/full.toml`);
@@ -564,6 +598,7 @@ Deno.test("formatConfig prints every setting, defaults included", async () => {
       `vm.name=demo-1
 vm.strict_io=true
 vm.on_reset=exit
+vm.clock_rate=1
 memory.size=1610612736 (1536 MiB)
 memory.lowmem_limit=2147483648 (2 GiB)
 cpu.cpus=8

@@ -10,7 +10,7 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import { attachAll, type VmShared } from "./vm/host.ts";
+import { attachAll, realMsUntil, type VmShared } from "./vm/host.ts";
 import type { DeviceSpec } from "../devices/registry.ts";
 import { VmControl } from "./vm/vm_control.ts";
 import { TIMER_STOP, TIMER_STOPPED } from "./timers.ts";
@@ -81,7 +81,7 @@ function run(init: TimerWorkerInit): void {
     if (next === undefined) {
       timers.sleep(seen, Infinity);
     } else {
-      const wait = (next - host.now()) / 1e6;
+      const wait = realMsUntil(next, host.now(), host.clockRate);
       if (wait > 0) timers.sleep(seen, wait);
     }
   }

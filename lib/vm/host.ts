@@ -33,6 +33,12 @@ export interface VmShared {
   readonly timers: SharedArrayBuffer;
   /** The CLOCK_MONOTONIC second the VM clock counts from (the second the VM was created in). */
   readonly clockBaseSec: number;
+  /**
+   * Guest seconds per real second of the VM clock ([vm] clock_rate, 1 by
+   * default): every device clock (HPET, ACPI PM timer, RTC, timer deadlines)
+   * advances at this rate.
+   */
+  readonly clockRate: number;
   /** Console output rings by output id (null: the output goes nowhere). */
   readonly outputs: readonly (SharedArrayBuffer | null)[];
   /** The console writer's control block (lib/output_worker.ts); its bell is rung after each write. */
@@ -40,13 +46,29 @@ export interface VmShared {
   readonly strictIo: boolean;
 }
 
+/**
+ * The VM clock at `rate` guest ns per real ns ([vm] clock_rate), from a real
+ * ns clock that starts near 0 (the VM's creation): integer ns, as the device
+ * models expect; at rate 1 exactly the real clock.
+ */
+export function vmClock(rate: number, realNs: () => number): () => number {
+  return rate === 1 ? realNs : () => Math.floor(realNs() * rate);
+}
+
+/** Real milliseconds until the VM clock, now at `now`, reaches `deadline` (both VM ns). */
+export function realMsUntil(deadline: number, now: number, rate: number): number {
+  return (deadline - now) / 1e6 / rate;
+}
+
 /** One thread's view of the shared VM pieces. */
 export interface ThreadHost {
   readonly control: VmControl;
   readonly timers: TimerTable;
   readonly context: DeviceContext;
-  /** The VM clock (ns since VM creation). */
+  /** The VM clock (ns since VM creation, at the VM's clock rate). */
   now(): number;
+  /** Guest ns per real ns of {@linkcode ThreadHost.now} (VmShared.clockRate). */
+  readonly clockRate: number;
 }
 
 /** Builds the calling thread's host. `attached` is filled as devices attach. */
@@ -60,7 +82,8 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
   const discard: Output = { write: (bytes) => bytes.length };
   const writer = new Int32Array(shared.writer);
   const base = shared.clockBaseSec;
-  const now = () => c.monotonicNs(base);
+  const rate = shared.clockRate;
+  const now = vmClock(rate, () => c.monotonicNs(base));
   const context: DeviceContext = {
     irq: line,
     msi: {
@@ -100,7 +123,7 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
     picOnlyGsi,
     pitHpetLegacy: (on) => setPitHpetLegacy(shared.vmFd, on),
   };
-  return { control, timers, context, now };
+  return { control, timers, context, now, clockRate: rate };
 }
 
 /** The devices and buses of one thread. */

@@ -43,11 +43,13 @@ import {
   unmapRunPage,
 } from "../../cpu/kvm.ts";
 import { KVM_CAP } from "../../cpu/kvm_abi.ts";
-import { cString, libc, O_CLOEXEC, O_CREAT, O_TRUNC, O_WRONLY } from "../../cpu/libc.ts";
+import { libc } from "../../cpu/libc.ts";
 import { type CpuPlace, cpuPlaces } from "../../cpu/topology.ts";
 import type { VcpuWorkerInit } from "../../cpu/vcpu_worker.ts";
 import { type DeviceSpec, DeviceSpecs } from "../../devices/registry.ts";
 import { type LoadedPayload, loadPayload } from "../boot/payload.ts";
+import { openConsoleFile } from "../console_file.ts";
+import { showPath } from "../quote.ts";
 import { describePlatform, type FirmwarePlatform } from "../firmware/platform.ts";
 import {
   buildFirmwareTables,
@@ -89,6 +91,15 @@ export interface VcpuHandle {
 export interface BuildOptions {
   /** The KVM device (default /dev/kvm). */
   readonly kvmPath?: string;
+  /**
+   * Gives up the build (a signal came): {@linkcode Machine.create} then
+   * releases what it made and throws the signal's reason. It is looked at
+   * between the steps of the build and while a console FIFO waits for its
+   * reader.
+   */
+  readonly signal?: AbortSignal;
+  /** Told once when a console FIFO has no reader yet and the build waits for one. */
+  readonly onWait?: (message: string) => void;
 }
 
 /** Console output ids used in uart specs. */
@@ -102,13 +113,40 @@ const APIC_MODE_NMI = 0x4 << 8;
 const APIC_MODE_EXTINT = 0x7 << 8;
 const APIC_LVT_MASKED = 1 << 16;
 
-function openOutput(backend: ConsoleBackend): number {
-  if (backend.kind === "stdio") return 1;
-  if (backend.kind === "none") return -1;
-  const c = libc();
-  const fd = c.fn.open(cString(backend.path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644);
-  if (fd < 0) throw new Error(`cannot open console file ${backend.path}: ${c.strerror(c.errno())}`);
-  return fd;
+/** An open console output: its descriptor (-1: none) and what it is, for messages. */
+interface OutputFd {
+  readonly fd: number;
+  readonly name: string;
+}
+
+/**
+ * Opens the console output of `port`: stdout, nothing, or a file (created
+ * and truncated; a FIFO is opened without blocking and waited for while
+ * `options.signal` allows, lib/console_file.ts).
+ */
+async function openOutput(
+  port: string,
+  backend: ConsoleBackend,
+  options: BuildOptions,
+): Promise<OutputFd> {
+  if (backend.kind === "stdio") return { fd: 1, name: `${port} output to standard output` };
+  if (backend.kind === "none") return { fd: -1, name: `${port} output` };
+  const fd = await openConsoleFile(backend.path, {
+    signal: options.signal,
+    onWait: options.onWait,
+  });
+  return { fd, name: `${port} output to ${showPath(backend.path)}` };
+}
+
+/**
+ * Lets the event loop run (a signal's listener among others) and throws
+ * the signal's reason if the build was given up.
+ */
+async function checkpoint(signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return;
+  signal.throwIfAborted();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  signal.throwIfAborted();
 }
 
 /** The host's UTC offset in seconds (for rtc.use_localtime). */
@@ -239,7 +277,7 @@ export class Machine {
     places: readonly CpuPlace[],
     supported: readonly CpuidEntry[],
     runSize: number,
-    outputFds: readonly number[],
+    outputs: readonly OutputFd[],
     resources: Cleanups,
     safety: { unmapRam: boolean },
   ) {
@@ -255,7 +293,7 @@ export class Machine {
       buildCpuid(supported, config.cpu, place.apicId, { x2apic: config.cpu.x2apic })
     );
     this.#runSize = runSize;
-    this.#outputs = outputFds.map((fd) => (fd >= 0 ? new OutputRing() : null));
+    this.#outputs = outputs.map((o) => (o.fd >= 0 ? new OutputRing() : null));
     this.#writerControl = new Int32Array(new SharedArrayBuffer(WRITER_CONTROL_BYTES));
     this.#resources = resources;
     this.#safety = safety;
@@ -270,10 +308,9 @@ export class Machine {
     resources.add(() => this.#writer.terminate());
     this.#writer.postMessage(
       {
-        outputs: this.#outputs.flatMap((
-          r,
-          id,
-        ) => (r ? [{ ring: r.buffer, fd: outputFds[id] }] : [])),
+        outputs: this.#outputs.flatMap((r, id) =>
+          r ? [{ ring: r.buffer, fd: outputs[id].fd, name: outputs[id].name }] : []
+        ),
         control: this.#writerControl.buffer,
         timers: this.#timers.buffer,
       } satisfies OutputWorkerInit,
@@ -304,6 +341,7 @@ export class Machine {
       if (spawned.vcpus.length !== present.length) {
         throw new Error("one vCPU Worker per vCPU is needed");
       }
+      await checkpoint(options.signal);
       const platform = describePlatform(config);
       const kvmFd = openKvm(options.kvmPath);
       resources.add(() => closeFd(kvmFd));
@@ -313,8 +351,13 @@ export class Machine {
         if (safety.unmapRam) memory.unmap();
         else log.warn("guest RAM left mapped: a thread that did not stop may still use it");
       });
-      const outputFds = [openOutput(config.console.com1), openOutput(config.console.com2)];
-      resources.add(() => outputFds.forEach((fd) => fd > 2 && libc().fn.close(fd)));
+      // Each output is released with the machine from the moment it is open.
+      const outputs: OutputFd[] = [];
+      resources.add(() => outputs.forEach((o) => o.fd > 2 && libc().fn.close(o.fd)));
+      for (const port of ["com1", "com2"] as const) {
+        outputs.push(await openOutput(port, config.console[port], options));
+      }
+      await checkpoint(options.signal);
       const machine = new Machine(
         config,
         memory,
@@ -323,11 +366,12 @@ export class Machine {
         present,
         getSupportedCpuid(kvmFd),
         getVcpuMmapSize(kvmFd),
-        outputFds,
+        outputs,
         resources,
         safety,
       );
-      machine.#instance = await machine.#createInstance(true, spawned);
+      await checkpoint(options.signal);
+      machine.#instance = await machine.#createInstance(true, spawned, options.signal);
       return machine;
     } catch (e) {
       resources.run();
@@ -465,7 +509,11 @@ export class Machine {
     this.#resources.run();
   }
 
-  async #createInstance(powerOn: boolean, workers?: PrespawnedWorkers): Promise<Instance> {
+  async #createInstance(
+    powerOn: boolean,
+    workers?: PrespawnedWorkers,
+    signal?: AbortSignal,
+  ): Promise<Instance> {
     const spawned = workers ?? prespawnWorkers(this.#places.length);
     const vcpuWorkers = spawned.vcpus;
     const timerWorker = spawned.timer;
@@ -533,10 +581,12 @@ export class Machine {
         irqLines: this.#lines.buffer,
         timers: this.#timers.buffer,
         clockBaseSec: this.#clockBaseSec,
+        clockRate: config.vm.clockRate,
         outputs: this.#outputs.map((r) => r?.buffer ?? null),
         writer: this.#writerControl.buffer,
         strictIo: config.vm.strictIo,
       };
+      await checkpoint(signal);
       const { host, devices } = attachAll(shared, this.specs, {
         strict: config.vm.strictIo,
         record() {},
@@ -549,8 +599,10 @@ export class Machine {
       );
 
       // Firmware tables (ACPI, MP) in the firmware area, then the boot payload and the BSP's entry state.
+      await checkpoint(signal);
       writeFirmwareTables(this.memory.memory, this.firmware);
       const payload = await loadPayload(this.memory.memory, this.layout.e820, config.boot);
+      await checkpoint(signal);
       const bsp = vcpuFds[0];
       setSregs(bsp.fd, payload.entry.sregs(getSregs(bsp.fd)));
       setRegs(bsp.fd, payload.entry.regs);
