@@ -363,18 +363,16 @@ export const EVEX_0F: readonly Slot[] = evexOverrides(VEX_0F, {
     dq("vmovdqu32", "vmovdqu64", "Wx,Vx"),
     dq("vmovdqu8", "vmovdqu16", "Wx,Vx"),
   ),
-  0x72: mod(
+  // EVEX.NDD group 13: the source may be memory (m32bcst/m64bcst too), unlike VEX.
+  0x72: reg(
+    pfx(null, dq("vprord", "vprorq", "Hx,Wx,Ib"), null, null),
+    pfx(null, dq("vprold", "vprolq", "Hx,Wx,Ib"), null, null),
+    pfx(null, f("vpsrld", "Hx,Wx,Ib"), null, null),
     null,
-    reg(
-      pfx(null, dq("vprord", "vprorq", "Hx,Wx,Ib"), null, null),
-      pfx(null, dq("vprold", "vprolq", "Hx,Wx,Ib"), null, null),
-      pfx(null, f("vpsrld", "Hx,Wx,Ib"), null, null),
-      null,
-      pfx(null, dq("vpsrad", "vpsraq", "Hx,Wx,Ib"), null, null),
-      null,
-      pfx(null, f("vpslld", "Hx,Wx,Ib"), null, null),
-      null,
-    ),
+    pfx(null, dq("vpsrad", "vpsraq", "Hx,Wx,Ib"), null, null),
+    null,
+    pfx(null, f("vpslld", "Hx,Wx,Ib"), null, null),
+    null,
   ),
   0xdb: pfx(null, dq("vpandd", "vpandq", "Vx,Hx,Wx"), null, null),
   0xdf: pfx(null, dq("vpandnd", "vpandnq", "Vx,Hx,Wx"), null, null),
@@ -384,6 +382,8 @@ export const EVEX_0F: readonly Slot[] = evexOverrides(VEX_0F, {
 
 /** EVEX map 0F38. */
 export const EVEX_0F38: readonly Slot[] = evexOverrides(VEX_0F38, {
+  // EVEX.W1 59 is vpbroadcastq, W0 vbroadcasti32x2 (AVX512DQ); VEX has only W0 vpbroadcastq.
+  0x59: pfx(null, dq("vbroadcasti32x2", "vpbroadcastq", "Vx,Wq"), null, null),
   0x76: pfx(null, dq("vpermi2d", "vpermi2q", "Vx,Hx,Wx"), null, null),
   0x77: pfx(null, dq("vpermi2ps", "vpermi2pd", "Vx,Hx,Wx"), null, null),
   0x7e: pfx(null, dq("vpermt2d", "vpermt2q", "Vx,Hx,Wx"), null, null),

@@ -49,7 +49,7 @@ export const LAYOUT = Object.freeze({
 });
 
 /** The register part of struct oracle_regs (harness.c), then the buffer. */
-const REGS_STATE = 672;
+const REGS_STATE = 2272;
 const REGS_BYTES = REGS_STATE + LAYOUT.bufLen;
 const CASE_BYTES = 24 + REGS_BYTES;
 const RESULT_BYTES = 32 + REGS_BYTES;
@@ -100,6 +100,14 @@ export interface State {
   xmm: Uint8Array;
   /** Bits 255:128 of ymm0 ... ymm15, 16 bytes each (compared only where the host has AVX). */
   ymmh: Uint8Array;
+  /**
+   * Bits 511:256 of zmm0 ... zmm15, 32 bytes each; zmm16 ... zmm31, 64 bytes each;
+   * k0 ... k7, 8 bytes each (bits 15:0 used): loaded and compared only where the host has
+   * AVX-512F and AVX-512VL ({@linkcode HAS_AVX512}).
+   */
+  zmmh: Uint8Array;
+  zmmHi16: Uint8Array;
+  k: Uint8Array;
   /** MXCSR. */
   mxcsr: number;
   /** The x87 control word. */
@@ -153,6 +161,9 @@ export function emptyState(): State {
     rip: BigInt(LAYOUT.code),
     xmm: new Uint8Array(256),
     ymmh: new Uint8Array(256),
+    zmmh: new Uint8Array(512),
+    zmmHi16: new Uint8Array(1024),
+    k: new Uint8Array(64),
     mxcsr: 0x1f80,
     fcw: 0x37f,
     fsw: 0,
@@ -168,6 +179,9 @@ export function cloneState(s: State): State {
     rip: s.rip,
     xmm: s.xmm.slice(),
     ymmh: s.ymmh.slice(),
+    zmmh: s.zmmh.slice(),
+    zmmHi16: s.zmmHi16.slice(),
+    k: s.k.slice(),
     mxcsr: s.mxcsr,
     fcw: s.fcw,
     fsw: s.fsw,
@@ -184,6 +198,9 @@ function writeRegs(view: DataView, bytes: Uint8Array, at: number, s: State): voi
   view.setUint32(at + 656, s.mxcsr, true);
   view.setUint16(at + 660, s.fcw, true);
   view.setUint16(at + 662, s.fsw, true);
+  bytes.set(s.zmmh, at + 672);
+  bytes.set(s.zmmHi16, at + 1184);
+  bytes.set(s.k, at + 2208);
   bytes.set(s.mem, at + REGS_STATE);
 }
 
@@ -199,6 +216,9 @@ function readRegs(view: DataView, bytes: Uint8Array, at: number): State {
     mxcsr: view.getUint32(at + 656, true),
     fcw: view.getUint16(at + 660, true),
     fsw: view.getUint16(at + 662, true),
+    zmmh: bytes.slice(at + 672, at + 1184),
+    zmmHi16: bytes.slice(at + 1184, at + 2208),
+    k: bytes.slice(at + 2208, at + 2272),
     mem: bytes.slice(at + REGS_STATE, at + REGS_STATE + LAYOUT.bufLen),
   };
 }
@@ -416,7 +436,13 @@ class Guest {
       const slot = (stub + 6 + 7) & ~7; // harness.c put_jmp
       if (slot + 8 <= LAYOUT.code + 4096) m.set([0xff, 0x25, slot - (stub + 6), 0, 0, 0], stub);
     }
-    const cpu = createCpu({ mode: "long", cpl: 3, cr3: this.cr3, vendor: this.vendor });
+    const cpu = createCpu({
+      mode: "long",
+      cpl: 3,
+      cr3: this.cr3,
+      vendor: this.vendor,
+      avx512: HAS_AVX512,
+    });
     // Linux runs user space with CR0.AM set: RFLAGS.AC = 1 at CPL3 enables alignment checks.
     cpu.cr0 |= 1n << 18n;
     cpu.gpr.set(c.input.gpr);
@@ -433,6 +459,13 @@ class Guest {
       x.set(c.input.ymmh, this.#ymmOffset(cpu));
       x[512] |= 4; // and AVX state
     }
+    if (HAS_AVX512) {
+      // Opmask, ZMM_Hi256 and Hi16_ZMM (XSAVE components 5, 6, 7).
+      x.set(c.input.k, cpu.cpuid(0xd, 5)[1]);
+      x.set(c.input.zmmh, cpu.cpuid(0xd, 6)[1]);
+      x.set(c.input.zmmHi16, cpu.cpuid(0xd, 7)[1]);
+      x[512] |= 0xe0;
+    }
     cpu.dirty = 0;
     return cpu;
   }
@@ -440,6 +473,14 @@ class Guest {
   /** Where the upper ymm halves are in the XSAVE area (CPUID.(EAX=0DH,ECX=2):EBX). */
   #ymmOffset(cpu: TestCpu): number {
     return cpu.cpuid(0xd, 2)[1];
+  }
+
+  /** An AVX-512 state component's bytes (zeros when not in use or not compared). */
+  #component(cpu: TestCpu, i: number, size: number): Uint8Array {
+    const x = cpu.xsaveArea;
+    if (!HAS_AVX512 || !(x[512] & (1 << i))) return new Uint8Array(size);
+    const at = cpu.cpuid(0xd, i)[1];
+    return x.slice(at, at + size);
   }
 
   /** The state and outcome after the executor ran. */
@@ -469,6 +510,9 @@ class Guest {
         rip: cpu.rip,
         xmm: bv & 2 ? x.slice(160, 160 + 256) : new Uint8Array(256),
         ymmh: HAS_AVX && bv & 4 ? x.slice(ymm, ymm + 256) : new Uint8Array(256),
+        zmmh: this.#component(cpu, 6, 512),
+        zmmHi16: this.#component(cpu, 7, 1024),
+        k: this.#component(cpu, 5, 64),
         mxcsr: new DataView(x.buffer, x.byteOffset).getUint32(24, true),
         fcw: new DataView(x.buffer, x.byteOffset).getUint16(0, true),
         fsw: new DataView(x.buffer, x.byteOffset).getUint16(2, true),
@@ -481,6 +525,8 @@ class Guest {
 let guest: Guest | null = null;
 /** Whether ymm state is loaded and compared (harness.c does so where the CPU has AVX). */
 const HAS_AVX = hostHas("avx");
+/** Whether zmm0-31 and k0-k7 are loaded and compared (harness.c: AVX-512F and AVX-512VL). */
+export const HAS_AVX512: boolean = HAS_AVX && hostHas("avx512f") && hostHas("avx512vl");
 
 /**
  * Runs a case through the executor. A REP string instruction may take
@@ -551,7 +597,8 @@ function dirtyCheck(c: Case, cpu: TestCpu, o: Outcome): Outcome {
   const i = c.input, s = o.state, missing: string[] = [];
   if (differ(i.gpr, s.gpr) && !(cpu.dirty & DIRTY.gpr)) missing.push("gpr");
   if ((i.rip !== s.rip || i.rflags !== s.rflags) && !(cpu.dirty & DIRTY.rip)) missing.push("rip");
-  const ext = differ(i.xmm, s.xmm) || differ(i.ymmh, s.ymmh) || i.mxcsr !== s.mxcsr ||
+  const ext = differ(i.xmm, s.xmm) || differ(i.ymmh, s.ymmh) || differ(i.zmmh, s.zmmh) ||
+    differ(i.zmmHi16, s.zmmHi16) || differ(i.k, s.k) || i.mxcsr !== s.mxcsr ||
     i.fcw !== s.fcw || s.fsw !== 0;
   if (ext && !(cpu.dirty & DIRTY.extended)) missing.push("extended");
   if (missing.length > 0) o.notDirty = missing;
@@ -746,6 +793,7 @@ const PTR_SIZE: Record<string, number> = {
   xmmword: 16,
   oword: 16,
   ymmword: 32,
+  zmmword: 64,
 };
 
 /** Parses the operands of an Intel-syntax line (registers, at most one memory operand). */
@@ -788,8 +836,14 @@ export function parseOperands(line: string): Operands {
     }
     const reg = GPR_BY_NAME.get(op);
     if (reg) slots.push({ kind: "gpr", ...reg });
-    const x = /^([xy])mm(\d+)$/.exec(op);
-    if (x) slots.push({ kind: "xmm", index: Number(x[2]), bytes: x[1] === "y" ? 32 : 16 });
+    const x = /^([xyz])mm(\d+)$/.exec(op);
+    if (x) {
+      slots.push({
+        kind: "xmm",
+        index: Number(x[2]),
+        bytes: x[1] === "z" ? 64 : x[1] === "y" ? 32 : 16,
+      });
+    }
   }
   // A memory operand without "ptr" takes its size from a register operand.
   if (mem && mem.size === 0) {
@@ -892,6 +946,25 @@ export function makeCases(
       s.rflags = randomFlags(rng);
       fillXmm(rng, s.xmm);
       if (HAS_AVX) fillXmm(rng, s.ymmh);
+      if (HAS_AVX512) {
+        fillXmm(rng, s.zmmh.subarray(0, 256));
+        fillXmm(rng, s.zmmh.subarray(256));
+        for (let q = 0; q < 4; q++) fillXmm(rng, s.zmmHi16.subarray(256 * q, 256 * q + 256));
+        // Masks (bits 15:0, what kmovw loads): none, all, a few or random elements.
+        for (let k = 0; k < 8; k++) {
+          const v = rng.pick([
+            0,
+            0xffff,
+            1,
+            0x8000,
+            0x00ff,
+            rng.u32() & 0xffff,
+            rng.u32() & 0xffff,
+          ]);
+          s.k[8 * k] = v & 0xff;
+          s.k[8 * k + 1] = v >> 8;
+        }
+      }
       fillMem(rng, s.mem);
       if (/^\s*\.byte/.test(t.asm)) {
         // Raw bytes: whatever memory operand they have goes through rdi, rsi or rbx.
@@ -1057,6 +1130,25 @@ export function compareOutcomes(c: Case, want: Outcome, got: Outcome): string[] 
       }
     }
   }
+  if (HAS_AVX512) {
+    const cmp = (
+      name: (r: number) => string,
+      a: Uint8Array,
+      b: Uint8Array,
+      n: number,
+      first: number,
+    ) => {
+      for (let r = 0; r * n < a.length; r++) {
+        const x = a.subarray(r * n, r * n + n), y = b.subarray(r * n, r * n + n);
+        if (x.some((v, i) => v !== y[i])) {
+          diffs.push(`${name(r + first)}: CPU ${hexBytes(x)}, emulator ${hexBytes(y)}`);
+        }
+      }
+    };
+    cmp((r) => `zmm${r}[511:256]`, w.zmmh, g.zmmh, 32, 0);
+    cmp((r) => `zmm${r}`, w.zmmHi16, g.zmmHi16, 64, 16);
+    cmp((r) => `k${r}`, w.k, g.k, 8, 0);
+  }
   if (w.fcw !== g.fcw) {
     diffs.push(`x87 FCW: CPU ${hex(BigInt(w.fcw), 4)}, emulator ${hex(BigInt(g.fcw), 4)}`);
   }
@@ -1094,6 +1186,10 @@ export function describeCase(c: Case, diffs: readonly string[]): string {
     `       ${regs.slice(12).join(" ")}`,
     `       rflags=${hex(s.rflags, 4)} [${flagText(s.rflags)}]`,
   ];
+  if (HAS_AVX512 && /\{k\d\}/.test(c.text)) {
+    const k = Array.from({ length: 8 }, (_, i) => s.k[8 * i] | (s.k[8 * i + 1] << 8));
+    lines.push(`       ${k.map((v, i) => `k${i}=${hex(BigInt(v), 4)}`).join(" ")}`);
+  }
   const ops = parseOperands(c.text);
   for (const slot of ops.slots) {
     if (slot.kind === "xmm") {

@@ -25,7 +25,7 @@
  *
  * Not emulated (reported as "unsupported"): call gates and task switches,
  * sysret/syscall/sysenter/sysexit, hlt, x87 arithmetic, SSE/AVX floating-point arithmetic and conversions, EVEX
- * (AVX-512), rdtsc/rdtscp (no guest TSC here), debug registers, port I/O
+ * (AVX-512) forms other than the integer ones in _exec_evex.ts, rdtsc/rdtscp (no guest TSC here), debug registers, port I/O
  * without an {@linkcode EmulateOptions.io}, and anything else not in the
  * handler tables of the _exec_*.ts modules. Data breakpoints (DR7) are not
  * checked; no SIMD floating-point arithmetic is emulated, so #XM is never
@@ -73,6 +73,7 @@
  */
 
 import { ALU_HANDLERS, type Handler, LOCKABLE } from "./_exec_alu.ts";
+import { EVEX_HANDLERS } from "./_exec_evex.ts";
 import { Ctx, F, Fault, type PortIo, Unsupported, VEC } from "./_exec_ctx.ts";
 import { SSE_HANDLERS } from "./_exec_sse.ts";
 import { STRING_HANDLERS, stringOp } from "./_exec_string.ts";
@@ -134,6 +135,8 @@ for (const base of ["push", "pop", "pushf", "popf", "call", "jmp", "ret", "leave
 
 /** The handler for an instruction, or undefined when it is not emulated. */
 function lookup(i: Instruction): Handler | undefined {
+  // EVEX (AVX-512) forms have handlers of their own (_exec_evex.ts), never the VEX ones.
+  if (i.vex?.kind === "evex") return EVEX_HANDLERS.get(i.mnemonic);
   if (i.mnemonic === "mov" && i.map === "0f") {
     // 0F 20-23: moves to and from control and debug registers.
     if (i.opcode === 0x20 || i.opcode === 0x22) return movCr;
@@ -206,6 +209,14 @@ function run(c: Ctx, insn: Instruction, options: EmulateOptions | undefined): St
     };
   }
   const handler = lookup(insn);
+  if (!handler && insn.vex?.kind === "evex") {
+    return {
+      kind: "unsupported",
+      message: `dhyve's instruction emulator does not implement the EVEX (AVX-512) form of ` +
+        `${insn.mnemonic} (${insn.text})`,
+      insn,
+    };
+  }
   if (!handler) {
     return {
       kind: "unsupported",

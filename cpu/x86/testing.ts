@@ -344,6 +344,12 @@ export interface CreateCpuOptions {
   readonly vendor?: Vendor;
   /** CPUID entries to add or replace: key "leaf" or "leaf.subleaf" (hex or decimal). */
   readonly cpuid?: Readonly<Record<string, readonly [number, number, number, number]>>;
+  /**
+   * AVX-512F and AVX-512VL in CPUID (leaf 7 EBX bits 16 and 31), the opmask,
+   * ZMM_Hi256 and Hi16_ZMM XSAVE components (5-7) in CPUID leaf 0DH and, in
+   * the protected and long modes, in XCR0 (0xe7).
+   */
+  readonly avx512?: boolean;
 }
 
 /** A flat segment (base 0, limit 4 GiB) of the given kind and DPL, as a kvm_segment holds it. */
@@ -544,6 +550,13 @@ export function createCpu(options: CreateCpuOptions = {}): TestCpu {
   }
   cpu.cr4 = 0x200n | 0x400n | 0x40000n; // OSFXSR, OSXMMEXCPT, OSXSAVE
   cpu.xcr0 = 7n;
+  if (options.avx512) {
+    const l7 = cpu.cpuidTable.get("7.0")!;
+    cpu.cpuidTable.set("7.0", [l7[0], (l7[1] | (1 << 16) | (1 << 31)) >>> 0, l7[2], l7[3]]);
+    const ld = cpu.cpuidTable.get("13.0")!;
+    cpu.cpuidTable.set("13.0", [ld[0] | 0xe0, 2696, 2696, ld[3]]);
+    cpu.xcr0 = 0xe7n;
+  }
   if (mode === "real") {
     cpu.cr0 = 0x10n;
     cpu.cr4 = 0x200n | 0x400n;

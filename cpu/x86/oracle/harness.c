@@ -8,7 +8,8 @@
  *   stdout result:  i32 vector (-1: none), i32 signo, u64 error_code,
  *                   u64 fault_addr, u32 stray, u32 pad, regs
  * where regs is struct oracle_regs below (gpr[16], rflags, rip, xmm[16][16],
- * the upper halves of ymm0-15, mxcsr, x87 FCW/FSW, mem[ORACLE_BUF_LEN]).
+ * the upper halves of ymm0-15, mxcsr, x87 FCW/FSW, and with AVX-512F/VL bits
+ * 511:256 of zmm0-15, zmm16-31 and k0-k7 (bits 15:0), mem[ORACLE_BUF_LEN]).
  * For a completed instruction `regs` holds the state after it (rip = the
  * address after it, or LAYOUT.taken bytes further for a taken branch); after
  * a fault it holds the state at the fault from the signal frame (rip = the
@@ -49,7 +50,7 @@
 #define ORACLE_BUF (ORACLE_DATA + PAGE - ORACLE_BUF_LEN / 2)
 #define PATTERN 0xa5
 /* The register part of struct oracle_regs (what stub.S loads and stores). */
-#define REGS_STATE 672
+#define REGS_STATE 2272
 
 struct oracle_regs {
   uint64_t gpr[16];
@@ -61,6 +62,9 @@ struct oracle_regs {
   uint16_t fcw; /* x87 control word (loaded and stored) */
   uint16_t fsw; /* x87 status word (stored only) */
   uint64_t pad;
+  uint8_t zmmh[16][32];  /* bits 511:256 of zmm0-15 (left as zeros without AVX-512) */
+  uint8_t zmm_hi16[16][64]; /* zmm16-31 */
+  uint64_t k[8];         /* k0-k7: bits 15:0 loaded (kmovw), zero-extended when stored */
   uint8_t mem[ORACLE_BUF_LEN];
 };
 
@@ -86,9 +90,9 @@ _Static_assert(sizeof(struct oracle_case) == 24 + sizeof(struct oracle_regs), "c
 _Static_assert(sizeof(struct oracle_result) == 32 + sizeof(struct oracle_regs), "result layout");
 
 /* stub.S */
-extern uint8_t oracle_in[1024], oracle_out[1024];
+extern uint8_t oracle_in[4096], oracle_out[4096];
 extern uint64_t oracle_code, oracle_saved_rsp;
-extern uint8_t oracle_avx, oracle_taken, oracle_running;
+extern uint8_t oracle_avx, oracle_avx512, oracle_taken, oracle_running;
 extern void oracle_done_taken(void);
 extern void oracle_signal_entry(int, siginfo_t *, void *);
 extern int oracle_run(void);
@@ -140,6 +144,8 @@ void oracle_on_fault(int sig, siginfo_t *si, void *ucv) {
   }
   /* A fault changes no register: the upper ymm halves are the ones loaded. */
   memcpy(fault.regs.ymmh, oracle_in + offsetof(struct oracle_regs, ymmh), 256);
+  memcpy(fault.regs.zmmh, oracle_in + offsetof(struct oracle_regs, zmmh),
+         offsetof(struct oracle_regs, mem) - offsetof(struct oracle_regs, zmmh));
   g[REG_RIP] = (greg_t)(uintptr_t)oracle_fault_return;
   g[REG_EFL] &= ~(greg_t)0x254500; /* DF, NT, RF, AC, ID: clean flags for the C code after it */
 }
@@ -183,7 +189,10 @@ int main(void) {
   /* ymm0-15's upper halves are loaded and stored only where the OS enabled AVX. */
   __builtin_cpu_init();
   oracle_avx = __builtin_cpu_supports("avx") ? 1 : 0;
-  if (getenv("ORACLE_INFO")) fprintf(stderr, "oracle: avx %d\n", oracle_avx);
+  /* zmm16-31, bits 511:256 and k0-k7 where the OS enabled AVX-512 (F and VL). */
+  oracle_avx512 = oracle_avx && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512vl") ? 1 : 0;
+  if (getenv("ORACLE_INFO")) fprintf(stderr, "oracle: avx %d avx512 %d\n", oracle_avx, oracle_avx512);
 
   uint8_t *data = map_at(ORACLE_DATA, 2 * PAGE, PROT_READ | PROT_WRITE);
   map_at(ORACLE_GUARD, PAGE, PROT_NONE);

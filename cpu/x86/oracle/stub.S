@@ -1,7 +1,7 @@
 /*
  * The native side of dhyve's x86 oracle: runs one instruction at CPL3 with
  * every general-purpose register (RSP too), RFLAGS, XMM0-15, the upper
- * halves of YMM0-15 (with AVX), MXCSR and the x87 control word loaded from
+ * halves of YMM0-15 (with AVX), ZMM0-31 and k0-k7 (with AVX-512), MXCSR and the x87 control word loaded from
  * oracle_in, and stores the same state into oracle_out afterwards.
  *
  * The instruction under test sits in a page of its own, followed by
@@ -22,19 +22,24 @@
  *   656 mxcsr
  *   660 fcw (x87 control word)
  *   662 fsw (x87 status word, stored only)
- *   672 mem[] (copied by harness.c, not touched here)
+ *   672 zmmh[16][32]  bits 511:256 of zmm0-15 (only when oracle_avx512 != 0)
+ *   1184 zmm_hi16[16][64]  zmm16-31 (same)
+ *   2208 k[8]  k0-k7, bits 15:0 (kmovw; same)
+ *   2272 mem[] (copied by harness.c, not touched here)
  */
         .intel_syntax noprefix
 
         .bss
         .balign 64
         .globl  oracle_in, oracle_out, oracle_code, oracle_saved_rsp, oracle_avx, oracle_taken
+        .globl  oracle_avx512
         .globl  oracle_running
-oracle_in:          .skip 1024
-oracle_out:         .skip 1024
+oracle_in:          .skip 4096
+oracle_out:         .skip 4096
 oracle_code:        .skip 8
 oracle_saved_rsp:   .skip 8
 oracle_avx:         .skip 8
+oracle_avx512:      .skip 8
 oracle_taken:       .skip 8
 oracle_running:     .skip 8
 oracle_mxcsr_default: .skip 4
@@ -89,7 +94,50 @@ oracle_run:
         vinsertf128 ymm13, ymm13, [rip + oracle_in + 400 + 16*13], 1
         vinsertf128 ymm14, ymm14, [rip + oracle_in + 400 + 16*14], 1
         vinsertf128 ymm15, ymm15, [rip + oracle_in + 400 + 16*15], 1
-2:      ldmxcsr [rip + oracle_in + 656]
+2:
+        cmp     byte ptr [rip + oracle_avx512], 0
+        je      4f
+        vinserti64x4 zmm0, zmm0, [rip + oracle_in + 672 + 32*0], 1
+        vinserti64x4 zmm1, zmm1, [rip + oracle_in + 672 + 32*1], 1
+        vinserti64x4 zmm2, zmm2, [rip + oracle_in + 672 + 32*2], 1
+        vinserti64x4 zmm3, zmm3, [rip + oracle_in + 672 + 32*3], 1
+        vinserti64x4 zmm4, zmm4, [rip + oracle_in + 672 + 32*4], 1
+        vinserti64x4 zmm5, zmm5, [rip + oracle_in + 672 + 32*5], 1
+        vinserti64x4 zmm6, zmm6, [rip + oracle_in + 672 + 32*6], 1
+        vinserti64x4 zmm7, zmm7, [rip + oracle_in + 672 + 32*7], 1
+        vinserti64x4 zmm8, zmm8, [rip + oracle_in + 672 + 32*8], 1
+        vinserti64x4 zmm9, zmm9, [rip + oracle_in + 672 + 32*9], 1
+        vinserti64x4 zmm10, zmm10, [rip + oracle_in + 672 + 32*10], 1
+        vinserti64x4 zmm11, zmm11, [rip + oracle_in + 672 + 32*11], 1
+        vinserti64x4 zmm12, zmm12, [rip + oracle_in + 672 + 32*12], 1
+        vinserti64x4 zmm13, zmm13, [rip + oracle_in + 672 + 32*13], 1
+        vinserti64x4 zmm14, zmm14, [rip + oracle_in + 672 + 32*14], 1
+        vinserti64x4 zmm15, zmm15, [rip + oracle_in + 672 + 32*15], 1
+        vmovdqu64 zmm16, [rip + oracle_in + 1184 + 64*0]
+        vmovdqu64 zmm17, [rip + oracle_in + 1184 + 64*1]
+        vmovdqu64 zmm18, [rip + oracle_in + 1184 + 64*2]
+        vmovdqu64 zmm19, [rip + oracle_in + 1184 + 64*3]
+        vmovdqu64 zmm20, [rip + oracle_in + 1184 + 64*4]
+        vmovdqu64 zmm21, [rip + oracle_in + 1184 + 64*5]
+        vmovdqu64 zmm22, [rip + oracle_in + 1184 + 64*6]
+        vmovdqu64 zmm23, [rip + oracle_in + 1184 + 64*7]
+        vmovdqu64 zmm24, [rip + oracle_in + 1184 + 64*8]
+        vmovdqu64 zmm25, [rip + oracle_in + 1184 + 64*9]
+        vmovdqu64 zmm26, [rip + oracle_in + 1184 + 64*10]
+        vmovdqu64 zmm27, [rip + oracle_in + 1184 + 64*11]
+        vmovdqu64 zmm28, [rip + oracle_in + 1184 + 64*12]
+        vmovdqu64 zmm29, [rip + oracle_in + 1184 + 64*13]
+        vmovdqu64 zmm30, [rip + oracle_in + 1184 + 64*14]
+        vmovdqu64 zmm31, [rip + oracle_in + 1184 + 64*15]
+        kmovw   k0, [rip + oracle_in + 2208 + 8*0]
+        kmovw   k1, [rip + oracle_in + 2208 + 8*1]
+        kmovw   k2, [rip + oracle_in + 2208 + 8*2]
+        kmovw   k3, [rip + oracle_in + 2208 + 8*3]
+        kmovw   k4, [rip + oracle_in + 2208 + 8*4]
+        kmovw   k5, [rip + oracle_in + 2208 + 8*5]
+        kmovw   k6, [rip + oracle_in + 2208 + 8*6]
+        kmovw   k7, [rip + oracle_in + 2208 + 8*7]
+4:      ldmxcsr [rip + oracle_in + 656]
         fninit
         fldcw   [rip + oracle_in + 660]
         push    qword ptr [rip + oracle_in + 128]
@@ -178,7 +226,57 @@ oracle_done:
         vextractf128 [rip + oracle_out + 400 + 16*13], ymm13, 1
         vextractf128 [rip + oracle_out + 400 + 16*14], ymm14, 1
         vextractf128 [rip + oracle_out + 400 + 16*15], ymm15, 1
-        vzeroupper
+        cmp     byte ptr [rip + oracle_avx512], 0
+        je      5f
+        vextracti64x4 [rip + oracle_out + 672 + 32*0], zmm0, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*1], zmm1, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*2], zmm2, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*3], zmm3, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*4], zmm4, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*5], zmm5, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*6], zmm6, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*7], zmm7, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*8], zmm8, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*9], zmm9, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*10], zmm10, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*11], zmm11, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*12], zmm12, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*13], zmm13, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*14], zmm14, 1
+        vextracti64x4 [rip + oracle_out + 672 + 32*15], zmm15, 1
+        vmovdqu64 [rip + oracle_out + 1184 + 64*0], zmm16
+        vmovdqu64 [rip + oracle_out + 1184 + 64*1], zmm17
+        vmovdqu64 [rip + oracle_out + 1184 + 64*2], zmm18
+        vmovdqu64 [rip + oracle_out + 1184 + 64*3], zmm19
+        vmovdqu64 [rip + oracle_out + 1184 + 64*4], zmm20
+        vmovdqu64 [rip + oracle_out + 1184 + 64*5], zmm21
+        vmovdqu64 [rip + oracle_out + 1184 + 64*6], zmm22
+        vmovdqu64 [rip + oracle_out + 1184 + 64*7], zmm23
+        vmovdqu64 [rip + oracle_out + 1184 + 64*8], zmm24
+        vmovdqu64 [rip + oracle_out + 1184 + 64*9], zmm25
+        vmovdqu64 [rip + oracle_out + 1184 + 64*10], zmm26
+        vmovdqu64 [rip + oracle_out + 1184 + 64*11], zmm27
+        vmovdqu64 [rip + oracle_out + 1184 + 64*12], zmm28
+        vmovdqu64 [rip + oracle_out + 1184 + 64*13], zmm29
+        vmovdqu64 [rip + oracle_out + 1184 + 64*14], zmm30
+        vmovdqu64 [rip + oracle_out + 1184 + 64*15], zmm31
+        kmovw   eax, k0
+        mov     [rip + oracle_out + 2208 + 8*0], rax
+        kmovw   eax, k1
+        mov     [rip + oracle_out + 2208 + 8*1], rax
+        kmovw   eax, k2
+        mov     [rip + oracle_out + 2208 + 8*2], rax
+        kmovw   eax, k3
+        mov     [rip + oracle_out + 2208 + 8*3], rax
+        kmovw   eax, k4
+        mov     [rip + oracle_out + 2208 + 8*4], rax
+        kmovw   eax, k5
+        mov     [rip + oracle_out + 2208 + 8*5], rax
+        kmovw   eax, k6
+        mov     [rip + oracle_out + 2208 + 8*6], rax
+        kmovw   eax, k7
+        mov     [rip + oracle_out + 2208 + 8*7], rax
+5:      vzeroupper
 3:      mov     dword ptr [rip + oracle_mxcsr_default], 0x1f80
         ldmxcsr [rip + oracle_mxcsr_default]
         /* Clean flags for the C code (a popf under test may have set DF, NT or ID). */
