@@ -27,8 +27,12 @@ import {
   type VmConfig,
 } from "./lib/config.ts";
 import { setupLogging } from "./lib/log.ts";
+import { osErrorText } from "./lib/os_error.ts";
+import { escapeText, showPath } from "./lib/quote.ts";
 import { addCtlCommand } from "./lib/ctl/cli.ts";
 
+/** A poweroff (bhyve's 1); also a start given up by a signal, before the guest ran. */
+const EXIT_POWEROFF = 1;
 /** Usage and config errors. */
 const EXIT_USAGE = 2;
 /** Errors (bhyve's 4). */
@@ -36,9 +40,14 @@ const EXIT_ERROR = 4;
 
 const log = getLogger(["dhyve"]);
 
-/** Writes `dhyve: <message>` to stderr. */
+/**
+ * Writes `dhyve: <message>` to stderr, each of its lines with control and
+ * bidi characters escaped: a message may quote user text, and that must not
+ * drive the terminal. Paths in messages go through showPath.
+ */
 function note(message: string): void {
-  Deno.stderr.writeSync(new TextEncoder().encode(`dhyve: ${message}\n`));
+  const text = message.split("\n").map(escapeText).join("\n");
+  Deno.stderr.writeSync(new TextEncoder().encode(`dhyve: ${text}\n`));
 }
 
 function fail(message: string, status: number): never {
@@ -46,9 +55,12 @@ function fail(message: string, status: number): never {
   Deno.exit(status);
 }
 
-/** An OS error's reason without Deno's `: <op> '<path>'` suffix (the caller names the path). */
+/**
+ * What went wrong with a file, in words ("it is a directory"), for a message
+ * that names the file itself (with {@linkcode showPath}).
+ */
 function reasonOf(e: unknown): string {
-  return (e as Error).message.replace(/: \w+ '.*'$/s, "");
+  return osErrorText(e);
 }
 
 /** `dir/name`; `dir` is not empty (the CLI refuses an empty path). */
@@ -95,34 +107,60 @@ async function up(
   path: string,
   opts: { verbose?: number; quiet?: boolean; report?: string; ctl?: string | false },
 ): Promise<never> {
+  // From here until the guest runs, a SIGTERM, SIGINT or SIGHUP ends dhyve
+  // within a second with status 1, whatever step the start is in
+  // (lib/vm/start_guard.ts); the running VM's handlers take over below.
+  const { StartGuard } = await import("./lib/vm/start_guard.ts");
+  const guard = new StartGuard();
+  const signal = guard.signal;
+  let ctl: import("./lib/ctl/server.ts").CtlServer | undefined;
+  let report: Deno.FsFile | undefined;
+  let vm: import("./lib/vm/vm.ts").Vm | undefined;
+  /** Releases what the start made and exits: the start was given up by a signal. */
+  const giveUp = async (): Promise<never> => {
+    if (!guard.claim()) await new Promise(() => {}); // the guard thread is ending dhyve
+    vm?.close();
+    await ctl?.close();
+    report?.close();
+    fail((signal.reason as Error).message, EXIT_POWEROFF);
+  };
+  /** Lets a signal's listener run; gives up the start if one came. */
+  const step = async (): Promise<void> => {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    if (signal.aborted) await giveUp();
+  };
   await setupLogging(levelOf(opts), (opts.verbose ?? 0) > 0);
   const config = await readConfig(path);
+  await step();
   // The control socket is bound before the VM exists: a VM of the same name
   // still running is a usage error (status 2), and a stale socket is replaced.
   const { CtlServer } = await import("./lib/ctl/server.ts");
-  let ctl: import("./lib/ctl/server.ts").CtlServer | undefined;
   if (opts.ctl !== false) {
     try {
       ctl = await CtlServer.bind(config.vm.name, { path: opts.ctl });
     } catch (e) {
       fail((e as Error).message, EXIT_USAGE);
     }
+    guard.watchSocket(ctl.path);
   }
+  await step();
   // Open the report before the VM exists: a destination that cannot be written
   // is a usage error now, not a lost report after the run. Truncated now, so a
   // report from an earlier run is never taken for this run's.
-  let report: Deno.FsFile | undefined;
   if (opts.report !== undefined) {
     const clash = vmFileNamed(config, path, opts.report);
     if (clash) {
       await ctl?.close();
-      fail(`--report ${opts.report} is ${clash}; the report would overwrite it`, EXIT_USAGE);
+      fail(
+        `--report ${showPath(opts.report)} is ${clash}; the report would overwrite it`,
+        EXIT_USAGE,
+      );
     }
     try {
       report = await Deno.open(opts.report, { write: true, create: true, truncate: true });
     } catch (e) {
       await ctl?.close();
-      fail(`cannot write ${opts.report}: ${reasonOf(e)}`, EXIT_USAGE);
+      fail(`cannot write ${showPath(opts.report)}: ${reasonOf(e)}`, EXIT_USAGE);
     }
   }
   // Start the Workers now: they load their modules while this thread loads its own.
@@ -132,30 +170,55 @@ async function up(
   const { StdinConsole } = await import("./lib/console.ts");
   const { KvmUnavailableError } = await import("./cpu/kvm.ts");
   const { PayloadError } = await import("./lib/boot/payload.ts");
+  const { MultibootError } = await import("./lib/boot/multiboot.ts");
+  const { InputFileError } = await import("./lib/file_read.ts");
+  await step();
 
-  let vm: import("./lib/vm/vm.ts").Vm;
   try {
     vm = await Vm.create(config, {
       workers,
       // With -v: a status line every 5 s on stderr (a Linux boot takes minutes here).
       progressMs: (opts.verbose ?? 0) > 0 ? 5000 : 0,
+      signal,
+      onWait: (message) => log.warn("{message}", { message }),
     });
   } catch (e) {
+    if (signal.aborted) await giveUp();
     await ctl?.close();
-    if (e instanceof PayloadError) fail(e.message, EXIT_USAGE);
+    if (e instanceof PayloadError || e instanceof MultibootError || e instanceof InputFileError) {
+      fail(e.message, EXIT_USAGE);
+    }
     if (e instanceof KvmUnavailableError) fail(e.message, EXIT_ERROR);
     fail(`cannot create the VM: ${(e as Error).message}`, EXIT_ERROR);
   }
+  const running = vm;
+
+  const stdioPort = (["com1", "com2"] as const).find((p) => config.console[p].kind === "stdio");
+  const stdin = stdioPort
+    ? new StdinConsole(
+      () => running.machine.currentDevices?.byName.get(stdioPort)?.console,
+      running.machine.control.lock,
+      {
+        quit: () =>
+          running.requestSuspend({ kind: "poweroff", message: "console: quit (Ctrl-A x)" }),
+        powerButton: () => {
+          running.pressPowerButton().then((pressed) => {
+            if (!pressed) log.warn("the guest does not listen to the ACPI power button");
+          }, () => {});
+        },
+      },
+    )
+    : undefined;
 
   // bhyve's SIGTERM: ask the guest to power off through ACPI; a second
   // signal (or a guest that does not listen) forces the poweroff.
   let signalled = 0;
   const forcePoweroff = (why: string) =>
-    vm.requestSuspend({ kind: "poweroff", message: `${why}: forced poweroff` });
+    running.requestSuspend({ kind: "poweroff", message: `${why}: forced poweroff` });
   const onSignal = (name: string) => () => {
     signalled++;
     if (signalled > 1) return forcePoweroff(name);
-    vm.pressPowerButton().then((pressed) => {
+    running.pressPowerButton().then((pressed) => {
       if (pressed) {
         log.info("{name}: pressed the ACPI power button; send it again to force a poweroff", {
           name,
@@ -168,44 +231,36 @@ async function up(
   const signals: [Deno.Signal, () => void][] = (["SIGTERM", "SIGINT", "SIGHUP"] as const).map((
     s,
   ) => [s, onSignal(s)]);
-  for (const [s, f] of signals) Deno.addSignalListener(s, f);
-
-  const stdioPort = (["com1", "com2"] as const).find((p) => config.console[p].kind === "stdio");
-  const stdin = stdioPort
-    ? new StdinConsole(
-      () => vm.machine.currentDevices?.byName.get(stdioPort)?.console,
-      vm.machine.control.lock,
-      {
-        quit: () => vm.requestSuspend({ kind: "poweroff", message: "console: quit (Ctrl-A x)" }),
-        powerButton: () => {
-          vm.pressPowerButton().then((pressed) => {
-            if (!pressed) log.warn("the guest does not listen to the ACPI power button");
-          }, () => {});
-        },
-      },
-    )
-    : undefined;
 
   let status = EXIT_ERROR;
   try {
-    ctl?.serve(vm);
-    await vm.start();
+    ctl?.serve(running);
+    try {
+      await running.start();
+    } catch (e) {
+      if (signal.aborted) await giveUp();
+      throw e;
+    }
+    // The guest runs: its signal handlers take over from the start guard's
+    // (added first, so that no signal finds no listener).
+    for (const [s, f] of signals) Deno.addSignalListener(s, f);
+    if (!guard.dispose() || signal.aborted) await giveUp();
     stdin?.start();
-    const exit = await vm.wait();
+    const exit = await running.wait();
     status = exit.status;
     if (report) {
       const json = {
         vm: config.vm.name,
         exit,
-        vcpus: vm.stats(),
-        unclaimed: vm.machine.control.unclaimed,
+        vcpus: running.stats(),
+        unclaimed: running.machine.control.unclaimed,
       };
       let bytes = new TextEncoder().encode(JSON.stringify(json, null, 2) + "\n");
       while (bytes.length) bytes = bytes.subarray(await report.write(bytes));
     }
   } catch (e) {
     log.error("{message}", { message: (e as Error).message });
-    vm.close();
+    running.close();
   } finally {
     await ctl?.close();
     await stdin?.stop();
@@ -237,11 +292,15 @@ async function check(path: string): Promise<void> {
     `  ${t.signature.padEnd(4)} at ${hex(t.address)}, ${t.bytes.length} bytes`
   );
   const { describePayload, PayloadError } = await import("./lib/boot/payload.ts");
+  const { MultibootError } = await import("./lib/boot/multiboot.ts");
+  const { InputFileError } = await import("./lib/file_read.ts");
   let payload: string[];
   try {
-    payload = await describePayload(config.boot, platform.layout.e820);
+    payload = describePayload(config.boot, platform.layout.e820);
   } catch (e) {
-    if (e instanceof PayloadError) fail(e.message, EXIT_USAGE);
+    if (e instanceof PayloadError || e instanceof MultibootError || e instanceof InputFileError) {
+      fail(e.message, EXIT_USAGE);
+    }
     throw e;
   }
   const out = [
@@ -272,7 +331,7 @@ async function tables(path: string, opts: { out: string }): Promise<void> {
   try {
     await Deno.mkdir(opts.out, { recursive: true });
   } catch (e) {
-    fail(`cannot create ${opts.out}: ${reasonOf(e)}`, EXIT_USAGE);
+    fail(`cannot create ${showPath(opts.out)}: ${reasonOf(e)}`, EXIT_USAGE);
   }
   if (built.tables.length === 0) {
     note("no firmware tables to write: [firmware] acpi and mptable are both off");
@@ -291,7 +350,7 @@ async function tables(path: string, opts: { out: string }): Promise<void> {
     try {
       await Deno.writeFile(dest, t.bytes);
     } catch (e) {
-      fail(`cannot write ${dest}: ${reasonOf(e)}`, EXIT_USAGE);
+      fail(`cannot write ${showPath(dest)}: ${reasonOf(e)}`, EXIT_USAGE);
     }
     console.log(
       `${file.padEnd(16)} 0x${t.address.toString(16).padStart(8, "0")}  ${
@@ -329,9 +388,9 @@ async function initramfs(
   const abs = (p: string) => (p.startsWith("/") ? p : `${Deno.cwd()}/${p}`).replace(/\/+$/, "");
   try {
     const st = await Deno.stat(dir);
-    if (!st.isDirectory) fail(`${dir} is not a directory`, EXIT_USAGE);
+    if (!st.isDirectory) fail(`${showPath(dir)} is not a directory`, EXIT_USAGE);
   } catch (e) {
-    fail(`cannot read directory ${dir}: ${reasonOf(e)}`, EXIT_USAGE);
+    fail(`cannot read directory ${showPath(dir)}: ${reasonOf(e)}`, EXIT_USAGE);
   }
   try {
     const entries = opts.dev.map((d, i) => parseDeviceSpec(d, `--dev #${i + 1}`));
@@ -340,7 +399,7 @@ async function initramfs(
       try {
         text = await Deno.readTextFile(opts.devices);
       } catch (e) {
-        fail(`cannot read device spec file ${opts.devices}: ${reasonOf(e)}`, EXIT_USAGE);
+        fail(`cannot read device spec file ${showPath(opts.devices)}: ${reasonOf(e)}`, EXIT_USAGE);
       }
       entries.push(...parseDeviceSpecFile(text, opts.devices));
     }
@@ -354,10 +413,12 @@ async function initramfs(
     try {
       await Deno.writeFile(opts.output, image);
     } catch (e) {
-      fail(`cannot write ${opts.output}: ${reasonOf(e)}`, EXIT_USAGE);
+      fail(`cannot write ${showPath(opts.output)}: ${reasonOf(e)}`, EXIT_USAGE);
     }
     note(
-      `wrote ${opts.output}: ${image.length} bytes (newc cpio${opts.compress ? ", gzip" : ""})`,
+      `wrote ${showPath(opts.output)}: ${image.length} bytes (newc cpio${
+        opts.compress ? ", gzip" : ""
+      })`,
     );
   } catch (e) {
     if (e instanceof InitramfsError) fail(e.message, EXIT_USAGE);

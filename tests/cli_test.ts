@@ -87,20 +87,20 @@ Deno.test("dhyve tables: an output file or directory it cannot write is a usage 
     assert.equal(a.code, 2, a.stderr);
     assert.equal(
       a.stderr,
-      `dhyve: cannot write ${out}/rsdp.bin: Is a directory (os error 21)\n`,
+      `dhyve: cannot write ${out}/rsdp.bin: it is a directory\n`,
     );
     // A trailing slash does not double the separator.
     const b = await dhyve(["tables", DEMO, "--out", `${out}/`]);
     assert.equal(b.code, 2, b.stderr);
     assert.equal(
       b.stderr,
-      `dhyve: cannot write ${out}/rsdp.bin: Is a directory (os error 21)\n`,
+      `dhyve: cannot write ${out}/rsdp.bin: it is a directory\n`,
     );
     // The directory cannot be created (a file is in the way).
     const file = await s.write("file", "");
     const c = await dhyve(["tables", DEMO, "--out", file]);
     assert.equal(c.code, 2, c.stderr);
-    assert.equal(c.stderr, `dhyve: cannot create ${file}: File exists (os error 17)\n`);
+    assert.equal(c.stderr, `dhyve: cannot create ${file}: it already exists\n`);
   } finally {
     await s.close();
   }
@@ -136,12 +136,12 @@ Deno.test("up --report to a path it cannot write is a usage error with status 2,
     assert.equal(a.stdout, "", "the guest ran");
     assert.equal(
       a.stderr,
-      `dhyve: cannot write ${missing}: No such file or directory (os error 2)\n`,
+      `dhyve: cannot write ${missing}: it does not exist\n`,
     );
     const b = await dhyve(["up", "--report", s.dir, DEMO]);
     assert.equal(b.code, 2, b.stderr);
     assert.equal(b.stdout, "", "the guest ran");
-    assert.equal(b.stderr, `dhyve: cannot write ${s.dir}: Is a directory (os error 21)\n`);
+    assert.equal(b.stderr, `dhyve: cannot write ${s.dir}: it is a directory\n`);
   } finally {
     await s.close();
   }
@@ -190,6 +190,30 @@ Deno.test("up --report replaces what the file held with the whole report", async
     assert.equal(j.vm, "demo");
     assert.equal(j.exit.kind, "poweroff");
     assert.equal(j.vcpus.length, 2);
+  } finally {
+    await s.close();
+  }
+});
+
+Deno.test("paths in the CLI's own messages reach the terminal escaped, and OS errors in words", async () => {
+  const s = await Scratch.create();
+  try {
+    // A directory that cannot be created: the path holds ESC [2J and U+202E.
+    const file = await s.write("file", "");
+    const out = `${file}/\u001b[2J\u202e`;
+    const a = await dhyve(["tables", DEMO, "--out", out]);
+    assert.equal(a.code, 2, a.stderr);
+    assert.equal(
+      a.stderr,
+      `dhyve: cannot create "${file}/\\u001b[2J\\u202e": a part of the path is not a directory\n`,
+    );
+    const report = `${s.dir}/no/\u001b]0;x\u0007.json`;
+    const b = await dhyve(["up", "--report", report, DEMO]);
+    assert.equal(b.code, 2, b.stderr);
+    assert.equal(
+      b.stderr,
+      `dhyve: cannot write "${s.dir}/no/\\u001b]0;x\\u0007.json": it does not exist\n`,
+    );
   } finally {
     await s.close();
   }

@@ -12,6 +12,8 @@
  * @module
  */
 import type { GuestMemory } from "../guest_memory.ts";
+import { type ByteSource, bytesSource } from "../file_read.ts";
+import { showPath } from "../quote.ts";
 import { E820, type E820Entry, inE820Ram, ZERO_PAGE } from "../layout.ts";
 import { type EntryState, longModeEntry, protectedModeEntry, zeroRegs } from "./entry.ts";
 import { BOOT_PARAMS, writeZeroPage } from "./zero_page.ts";
@@ -548,26 +550,52 @@ export function planBzImage(
 export const LINUX_LOADER_TYPE = 0xff;
 
 /**
+ * Reads an initrd into the range the plan placed it at. Its size was taken
+ * from `stat` when the plan was made; a file that changed since is refused
+ * rather than cut or overrun.
+ */
+export function loadInitrd(mem: GuestMemory, initrd: ByteSource, placed: Range): void {
+  if (initrd.size !== placed.end - placed.start) {
+    throw new LinuxBootError(
+      "initrd",
+      `${showPath(initrd.name)} is ${initrd.size} bytes, not the ${
+        placed.end - placed.start
+      } it was planned for`,
+    );
+  }
+  initrd.readInto(0, mem.slice(placed.start, initrd.size));
+}
+
+/**
  * Loads a bzImage per `plan` (from {@linkcode planBzImage}) and writes its
  * zero page; returns the BSP entry state: startup_64 in long mode with the
  * first 4 GiB identity mapped, or startup_32 in flat protected mode, with
  * RSI/ESI = the zero page (boot.rst "32-bit BOOT PROTOCOL", "64-bit BOOT
- * PROTOCOL").
+ * PROTOCOL"). The kernel's protected-mode part and the initrd are read from
+ * their sources straight into guest RAM; nothing else of them is read.
  */
-export function loadBzImage(
+export function loadBzImageFrom(
   mem: GuestMemory,
   e820: readonly E820Entry[],
-  image: Uint8Array,
-  initrd: Uint8Array | undefined,
+  image: ByteSource,
+  initrd: ByteSource | undefined,
   cmdline: string,
   plan: BzImagePlan,
   rsdp: number | undefined,
 ): EntryState {
   const { bz } = plan;
+  if (image.size !== bz.kernelOffset + bz.kernelSize) {
+    throw new LinuxBootError(
+      "kernel",
+      `${showPath(image.name)} is ${image.size} bytes, not the ${
+        bz.kernelOffset + bz.kernelSize
+      } it was planned for`,
+    );
+  }
   // The protected-mode part of the file, from (setup_sects + 1) * 512, goes
   // to the load address; the rest of init_size is the kernel's to use.
-  mem.write(plan.kernel.start, image.subarray(bz.kernelOffset));
-  if (initrd && plan.initrd) mem.write(plan.initrd.start, initrd);
+  image.readInto(bz.kernelOffset, mem.slice(plan.kernel.start, bz.kernelSize));
+  if (initrd && plan.initrd) loadInitrd(mem, initrd, plan.initrd);
   writeCmdline(mem, new TextEncoder().encode(cmdline));
 
   // boot.rst "32-bit BOOT PROTOCOL": "the boot loader ... should allocate a
@@ -613,6 +641,27 @@ export function loadBzImage(
   };
   // 32-bit protocol: "%ebp, %edi and %ebx must be zero" - zeroRegs().
   return plan.entry64 ? longModeEntry(mem, regs) : protectedModeEntry(mem, regs);
+}
+
+/** {@linkcode loadBzImageFrom} for a kernel and an initrd held in memory. */
+export function loadBzImage(
+  mem: GuestMemory,
+  e820: readonly E820Entry[],
+  image: Uint8Array,
+  initrd: Uint8Array | undefined,
+  cmdline: string,
+  plan: BzImagePlan,
+  rsdp: number | undefined,
+): EntryState {
+  return loadBzImageFrom(
+    mem,
+    e820,
+    bytesSource(image, "kernel"),
+    initrd && bytesSource(initrd, "initrd"),
+    cmdline,
+    plan,
+    rsdp,
+  );
 }
 
 /** Lines describing a bzImage plan, for logs and `dhyve check`. */

@@ -21,7 +21,8 @@ import {
   SETUP_HEADER_OFFSET,
   XLF,
 } from "./linux.ts";
-import { detectLinuxFormat, loadLinux, planLinux } from "./payload.ts";
+import { detectLinuxFormat, loadLinux, loadLinuxFrom, planLinux } from "./payload.ts";
+import { fileSource } from "../file_read.ts";
 import { BOOT_PARAMS } from "./zero_page.ts";
 import { initialSregs } from "./_testing.ts";
 import { LINUX_CACHE_DIR, linuxCache } from "../../tools/fetch_linux.ts";
@@ -416,6 +417,37 @@ Deno.test("ABI: the setup header and boot_params offsets match the system's <asm
       BOOT_PARAMS.e820EntrySize,
     ];
     lines.forEach((l, i) => assert.equal(want[i], got[i], l));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bzImage from a file: its size is checked before its kernel is read, then read straight into guest RAM", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dhyve_bz_" });
+  try {
+    const img = bzImage();
+    const path = `${dir}/bzImage`;
+    await Deno.writeFile(path, img);
+    const size = 64 * MiB;
+    const { mem, span } = guest(size);
+    const { plan } = loadLinuxFrom(mem, e820(size), fileSource(path), undefined, "", { rsdp: 0 });
+    assert.equal(plan.format, "bzimage");
+    if (plan.format !== "bzimage") return;
+    const k = plan.bz.kernelOffset;
+    assert.deepEqual(
+      span.subarray(plan.kernel.start, plan.kernel.start + img.length - k),
+      img.subarray(k),
+    );
+    // 2 GiB (a hole after the setup) cannot load in 64 MiB: refused from the size alone.
+    await Deno.truncate(path, 2 * 1024 * MiB);
+    const before = Deno.memoryUsage().rss;
+    assert.throws(
+      () => loadLinuxFrom(mem, e820(size), fileSource(path), undefined, "", { rsdp: 0 }),
+      (e: unknown) =>
+        e instanceof LinuxBootError && e.key === "kernel" && /needs \d+ bytes/.test(e.message),
+    );
+    const grew = Deno.memoryUsage().rss - before;
+    assert.ok(grew < 64 * MiB, `RSS grew by ${grew} bytes: the file was read`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

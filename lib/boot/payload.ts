@@ -11,19 +11,32 @@ import type { E820Entry } from "../layout.ts";
 import { isElf } from "./elf.ts";
 import type { EntryState } from "./entry.ts";
 import {
+  type ByteSource,
+  bytesSource,
+  fileSource,
+  InputFileError,
+  readRange,
+} from "../file_read.ts";
+import { showPath } from "../quote.ts";
+import {
   type BzImagePlan,
   describeBzImage,
   findRsdp,
   isBzImage,
   LinuxBootError,
   type LinuxNames,
-  loadBzImage,
+  loadBzImageFrom,
   parseBzImage,
   planBzImage,
 } from "./linux.ts";
-import { findMultibootHeader, loadMultiboot } from "./multiboot.ts";
-import { describePvh, loadPvh, parsePvhKernel, planPvh, type PvhPlan } from "./pvh.ts";
-import { loadRaw } from "./raw.ts";
+import {
+  findMultibootHeader,
+  loadMultiboot,
+  loadMultibootFrom,
+  MultibootError,
+} from "./multiboot.ts";
+import { describePvh, loadPvhFrom, planPvh, type PvhPlan, readPvhKernel } from "./pvh.ts";
+import { loadRawFrom } from "./raw.ts";
 
 /** How much of a bzImage {@linkcode planLinux} needs: the boot sector and the setup (setup_sects is a u8). */
 export const LINUX_HEAD = 256 * 512;
@@ -76,15 +89,46 @@ export function planLinux(
 ): LinuxPlan {
   const what = names.kernel ?? "kernel";
   if (detectLinuxFormat(kernel, what) === "bzimage") {
-    let bz;
-    try {
-      bz = parseBzImage(kernel, what, fileSize);
-    } catch (e) {
-      throw new LinuxBootError("kernel", (e as Error).message);
-    }
-    return planBzImage(bz, e820, initrdSize, cmdline, names);
+    return planBzImageHead(kernel, fileSize, initrdSize, cmdline, e820, names);
   }
-  return planPvh(parsePvhKernel(kernel, what), e820, initrdSize, cmdline, names);
+  return planPvh(readPvhKernel(bytesSource(kernel, what), what), e820, initrdSize, cmdline, names);
+}
+
+function planBzImageHead(
+  head: Uint8Array,
+  fileSize: number,
+  initrdSize: number | undefined,
+  cmdline: string,
+  e820: readonly E820Entry[],
+  names: LinuxNames,
+): BzImagePlan {
+  let bz;
+  try {
+    bz = parseBzImage(head, names.kernel ?? "kernel", fileSize);
+  } catch (e) {
+    throw new LinuxBootError("kernel", (e as Error).message);
+  }
+  return planBzImage(bz, e820, initrdSize, cmdline, names);
+}
+
+/**
+ * {@linkcode planLinux} for a kernel read from `kernel` (a file, say): only
+ * what the plan needs is read, the bzImage's setup or the ELF's headers
+ * and notes, whatever the file's size.
+ */
+export function planLinuxFrom(
+  kernel: ByteSource,
+  initrdSize: number | undefined,
+  cmdline: string,
+  e820: readonly E820Entry[],
+  names: LinuxNames = {},
+): LinuxPlan {
+  const what = names.kernel ?? kernel.name;
+  const head = readRange(kernel, 0, LINUX_HEAD);
+  if (detectLinuxFormat(head, what) === "bzimage") {
+    return planBzImageHead(head, kernel.size, initrdSize, cmdline, e820, names);
+  }
+  return planPvh(readPvhKernel(kernel, what), e820, initrdSize, cmdline, names);
 }
 
 /** Lines describing a Linux plan, for logs and `dhyve check`. */
@@ -93,11 +137,30 @@ export function describeLinuxPlan(plan: LinuxPlan): string[] {
 }
 
 /**
- * Loads a Linux kernel (and initrd) into guest memory per {@linkcode planLinux}
- * and returns the BSP entry state and the plan. `rsdp` is the ACPI RSDP's
- * address; when omitted, it is looked up in guest memory (the firmware
- * tables are written before the payload).
+ * Loads a Linux kernel (and initrd) from their sources into guest memory
+ * per {@linkcode planLinuxFrom} and returns the BSP entry state and the
+ * plan. Everything is decided from the sources' sizes and headers first;
+ * then only the loaded ranges are read, straight into guest RAM. `rsdp` is
+ * the ACPI RSDP's address; when omitted, it is looked up in guest memory
+ * (the firmware tables are written before the payload).
  */
+export function loadLinuxFrom(
+  mem: GuestMemory,
+  e820: readonly E820Entry[],
+  kernel: ByteSource,
+  initrd: ByteSource | undefined,
+  cmdline: string,
+  options: { readonly rsdp?: number; readonly names?: LinuxNames } = {},
+): { entry: EntryState; plan: LinuxPlan } {
+  const plan = planLinuxFrom(kernel, initrd?.size, cmdline, e820, options.names);
+  const rsdp = options.rsdp ?? findRsdp(mem);
+  const entry = plan.format === "bzimage"
+    ? loadBzImageFrom(mem, e820, kernel, initrd, cmdline, plan, rsdp)
+    : loadPvhFrom(mem, e820, kernel, initrd, cmdline, plan, rsdp);
+  return { entry, plan };
+}
+
+/** {@linkcode loadLinuxFrom} for a kernel and an initrd held in memory. */
 export function loadLinux(
   mem: GuestMemory,
   e820: readonly E820Entry[],
@@ -106,12 +169,15 @@ export function loadLinux(
   cmdline: string,
   options: { readonly rsdp?: number; readonly names?: LinuxNames } = {},
 ): { entry: EntryState; plan: LinuxPlan } {
-  const plan = planLinux(kernel, initrd?.length, cmdline, e820, options.names);
-  const rsdp = options.rsdp ?? findRsdp(mem);
-  const entry = plan.format === "bzimage"
-    ? loadBzImage(mem, e820, kernel, initrd, cmdline, plan, rsdp)
-    : loadPvh(mem, e820, kernel, initrd, cmdline, plan, rsdp);
-  return { entry, plan };
+  const what = options.names?.kernel ?? "kernel";
+  return loadLinuxFrom(
+    mem,
+    e820,
+    bytesSource(kernel, what),
+    initrd && bytesSource(initrd, options.names?.initrd ?? "initrd"),
+    cmdline,
+    options,
+  );
 }
 
 /** A loaded payload: how to enter it, and a line for the log. */
@@ -129,11 +195,48 @@ export class PayloadError extends Error {
   }
 }
 
-async function readPayloadFile(path: string, what: string): Promise<Uint8Array> {
+/**
+ * A boot input file as a {@linkcode ByteSource}: checked with stat (a
+ * regular file; a FIFO, a device, a socket or a directory is refused by
+ * name before it is opened) and read later only where the loader places
+ * it. `key` is the `[boot]` key that names it: every failure, now or when
+ * it is read, is a {@linkcode PayloadError} that starts with it.
+ */
+function payloadFile(path: string, key: string): ByteSource {
+  const keyed = (e: unknown): unknown =>
+    e instanceof InputFileError ? new PayloadError(`boot.${key}: ${e.message}`) : e;
+  let file: ByteSource;
   try {
-    return await Deno.readFile(path);
+    file = fileSource(path);
   } catch (e) {
-    throw new PayloadError(`cannot read ${what} ${path}: ${(e as Error).message}`);
+    throw keyed(e);
+  }
+  return {
+    name: file.name,
+    size: file.size,
+    readInto(offset, into) {
+      try {
+        file.readInto(offset, into);
+      } catch (e) {
+        throw keyed(e);
+      }
+    },
+  };
+}
+
+/**
+ * Runs a loader, saying what it refuses as a {@linkcode PayloadError} that
+ * names the `[boot]` key: `boot.kernel: ...`, `boot.modules[1].path: ...`.
+ */
+function asPayloadError<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (e) {
+    if (e instanceof LinuxBootError || e instanceof MultibootError) {
+      throw new PayloadError(`boot.${e.key}: ${e.message}`);
+    }
+    if (e instanceof InputFileError) throw new PayloadError(e.message);
+    throw e;
   }
 }
 
@@ -141,43 +244,42 @@ const hex = (n: number) => "0x" + n.toString(16);
 
 /**
  * Lines describing where `boot` would go in a machine with this e820 map,
- * for `dhyve check` (the files are read, guest memory is not touched). A
- * Linux kernel shows its format, entry, load address, initrd and command
- * line placement; failures are {@linkcode PayloadError}s.
+ * for `dhyve check` (only the files' headers are read, guest memory is not
+ * touched). A Linux kernel shows its format, entry, load address, initrd
+ * and command line placement; failures are {@linkcode PayloadError}s.
  */
-export async function describePayload(
+export function describePayload(
   boot: BootConfig,
   e820: readonly E820Entry[],
-): Promise<string[]> {
+): string[] {
   switch (boot.kind) {
     case "probe":
       return ["built-in probe (a Multiboot kernel)"];
     case "raw":
-      return [`raw image ${boot.image}, ${boot.entry} entry at 0x${boot.entryPoint.toString(16)}`];
+      return [
+        `raw image ${showPath(boot.image)}, ${boot.entry} entry at 0x${
+          boot.entryPoint.toString(16)
+        }`,
+      ];
     case "multiboot":
-      return [`multiboot kernel ${boot.kernel}, ${boot.modules.length} module(s)`];
+      return [`multiboot kernel ${showPath(boot.kernel)}, ${boot.modules.length} module(s)`];
     case "linux": {
-      const kernel = await readPayloadFile(boot.kernel, "kernel");
-      let initrdSize: number | undefined;
-      if (boot.initrd !== undefined) {
-        try {
-          initrdSize = (await Deno.stat(boot.initrd)).size;
-        } catch (e) {
-          throw new PayloadError(`cannot read initrd ${boot.initrd}: ${(e as Error).message}`);
-        }
-      }
-      try {
-        const plan = planLinux(kernel, initrdSize, boot.cmdline, e820, {
-          kernel: boot.kernel,
-          initrd: boot.initrd,
-        });
-        return [`linux kernel ${boot.kernel}`, ...describeLinuxPlan(plan)];
-      } catch (e) {
-        if (e instanceof LinuxBootError) throw new PayloadError(`boot.${e.key}: ${e.message}`);
-        throw e;
-      }
+      const kernel = payloadFile(boot.kernel, "kernel");
+      const initrd = boot.initrd === undefined ? undefined : payloadFile(boot.initrd, "initrd");
+      const plan = asPayloadError(() =>
+        planLinuxFrom(kernel, initrd?.size, boot.cmdline, e820, linuxNames(boot))
+      );
+      return [`linux kernel ${showPath(boot.kernel)}`, ...describeLinuxPlan(plan)];
     }
   }
+}
+
+/** The names Linux boot messages give the kernel and the initrd: their paths, escaped. */
+function linuxNames(boot: { readonly kernel: string; readonly initrd?: string }): LinuxNames {
+  return {
+    kernel: showPath(boot.kernel),
+    ...(boot.initrd !== undefined ? { initrd: showPath(boot.initrd) } : {}),
+  };
 }
 
 /** Where the firmware put things a payload may pass on (ACPI's RSDP, for Linux). */
@@ -220,8 +322,8 @@ async function load(
       };
     }
     case "raw": {
-      const image = await readPayloadFile(boot.image, "raw image");
-      const entry = loadRaw(
+      const image = payloadFile(boot.image, "image");
+      const entry = loadRawFrom(
         mem,
         e820,
         image,
@@ -232,53 +334,45 @@ async function load(
       );
       return {
         entry,
-        description: `raw image ${boot.image} (${image.length} bytes) at ${
+        description: `raw image ${showPath(boot.image)} (${image.size} bytes) at ${
           hex(boot.address)
         }, ${boot.entry} entry at ${hex(boot.entryPoint)}`,
       };
     }
     case "multiboot": {
-      const kernel = await readPayloadFile(boot.kernel, "kernel");
-      const modules = await Promise.all(
-        boot.modules.map(async (m) => ({
-          name: m.path,
-          bytes: await readPayloadFile(m.path, "module"),
-          cmdline: m.cmdline,
-        })),
-      );
-      const { entry, layout } = loadMultiboot(
-        mem,
-        e820,
-        kernel,
-        boot.cmdline,
-        modules,
-        boot.kernel,
+      // Like loadMultibootFiles, with each file's [boot] key in its errors.
+      const kernel = payloadFile(boot.kernel, "kernel");
+      const modules = boot.modules.map((m, i) => payloadFile(m.path, `modules[${i}].path`));
+      const { entry, layout } = asPayloadError(() =>
+        loadMultibootFrom(
+          mem,
+          e820,
+          kernel,
+          boot.cmdline,
+          modules,
+          boot.modules.map((m) => m.cmdline),
+        )
       );
       return {
         entry,
-        description: `multiboot kernel ${boot.kernel} at ${hex(layout.kernel.start)}-${
+        description: `multiboot kernel ${showPath(boot.kernel)} at ${hex(layout.kernel.start)}-${
           hex(layout.kernel.end)
         }, ${layout.modules.length} module(s), info at ${hex(layout.info)}`,
       };
     }
     case "linux": {
-      const kernel = await readPayloadFile(boot.kernel, "kernel");
-      const initrd = boot.initrd === undefined
-        ? undefined
-        : await readPayloadFile(boot.initrd, "initrd");
-      try {
-        const { entry, plan } = loadLinux(mem, e820, kernel, initrd, boot.cmdline, {
+      const kernel = payloadFile(boot.kernel, "kernel");
+      const initrd = boot.initrd === undefined ? undefined : payloadFile(boot.initrd, "initrd");
+      const { entry, plan } = asPayloadError(() =>
+        loadLinuxFrom(mem, e820, kernel, initrd, boot.cmdline, {
           rsdp: firmware.rsdp,
-          names: { kernel: boot.kernel, initrd: boot.initrd },
-        });
-        return {
-          entry,
-          description: `linux kernel ${boot.kernel}: ${describeLinuxPlan(plan).join("; ")}`,
-        };
-      } catch (e) {
-        if (e instanceof LinuxBootError) throw new PayloadError(`boot.${e.key}: ${e.message}`);
-        throw e;
-      }
+          names: linuxNames(boot),
+        })
+      );
+      return {
+        entry,
+        description: `linux kernel ${showPath(boot.kernel)}: ${describeLinuxPlan(plan).join("; ")}`,
+      };
     }
   }
 }

@@ -22,13 +22,16 @@
 import type { Segment } from "../../cpu/regs.ts";
 import type { GuestMemory } from "../guest_memory.ts";
 import { type E820Entry, inE820Ram, ZERO_PAGE } from "../layout.ts";
-import { type ElfSegment, isElf, parseElf, parseElfNotes } from "./elf.ts";
+import { type ElfNote, type ElfSegment, isElf, parseElfNotes } from "./elf.ts";
+import { type ByteSource, bytesSource, InputFileError, readRange } from "../file_read.ts";
+import { showPath } from "../quote.ts";
 import { type EntryState, protectedModeEntry, zeroRegs } from "./entry.ts";
 import {
   checkCmdline,
   LINUX_CMDLINE_ADDR,
   LinuxBootError,
   type LinuxNames,
+  loadInitrd,
   placeInitrd,
   type Range,
   writeCmdline,
@@ -112,11 +115,9 @@ export interface PvhKernel {
 
 const hex = (n: number) => "0x" + n.toString(16);
 
-/** The PVH entry point of an ELF image, or undefined when it has no XEN_ELFNOTE_PHYS32_ENTRY note. */
-export function findPvhEntry(bytes: Uint8Array, what = "kernel"): number | undefined {
-  const note = parseElfNotes(bytes, what).find((n) =>
-    n.name === XEN_NOTE_NAME && n.type === XEN_ELFNOTE_PHYS32_ENTRY
-  );
+/** The entry point a XEN_ELFNOTE_PHYS32_ENTRY note holds. */
+function pvhEntryOf(notes: readonly ElfNote[], what: string): number | undefined {
+  const note = notes.find((n) => n.name === XEN_NOTE_NAME && n.type === XEN_ELFNOTE_PHYS32_ENTRY);
   if (!note) return undefined;
   // Linux emits the note as a 32-bit value (.long) in older kernels and as a
   // pointer-sized one (_ASM_PTR) in newer ones; the entry is 32-bit either way.
@@ -130,19 +131,136 @@ export function findPvhEntry(bytes: Uint8Array, what = "kernel"): number | undef
   return dv.getUint32(0, true);
 }
 
+/** The PVH entry point of an ELF image, or undefined when it has no XEN_ELFNOTE_PHYS32_ENTRY note. */
+export function findPvhEntry(bytes: Uint8Array, what = "kernel"): number | undefined {
+  return pvhEntryOf(parseElfNotes(bytes, what), what);
+}
+
+/** The most program header bytes read from a kernel (64 KiB: over a thousand headers). */
+const MAX_PHDR_BYTES = 64 * 1024;
+/** The most note bytes read from a kernel (1 MiB; Linux's .notes are a few hundred bytes). */
+const MAX_NOTE_BYTES = 1024 * 1024;
+const PT_LOAD = 1;
+const PT_NOTE = 4;
+
 /**
- * Parses an ELF kernel for PVH boot; throws {@linkcode LinuxBootError}
- * (key `kernel`) when it is not ELF, has no PVH note, or its entry point is
- * outside its segments.
+ * The loadable segments and the notes of an ELF kernel, read from `source`
+ * without reading the segments themselves: the ELF header, the program
+ * headers (at most {@linkcode MAX_PHDR_BYTES}) and the PT_NOTE segments (at
+ * most {@linkcode MAX_NOTE_BYTES} together). The same checks, with the same
+ * words, as lib/boot/elf.ts's parseElf and parseElfNotes, which work on a
+ * whole image in memory; a vmlinux with its debug information is hundreds
+ * of MB, of which only the segments are loaded.
  */
-export function parsePvhKernel(bytes: Uint8Array, what = "kernel"): PvhKernel {
-  if (!isElf(bytes)) throw new LinuxBootError("kernel", `${what}: not an ELF file`);
-  let entry: number | undefined;
+function readElfKernel(source: ByteSource, what: string): {
+  class: 32 | 64;
+  segments: ElfSegment[];
+  notes: ElfNote[];
+} {
+  const head = readRange(source, 0, 64);
+  if (!isElf(head)) throw new Error(`${what}: not an ELF file`);
+  const cls = head[4];
+  if (cls !== 1 && cls !== 2) throw new Error(`${what}: unknown ELF class ${cls}`);
+  const is64 = cls === 2;
+  if (head.length < (is64 ? 64 : 52)) throw new Error(`${what}: truncated ELF header`);
+  if (head[5] !== 1) throw new Error(`${what}: not little-endian`);
+  const hv = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const phoff = is64 ? Number(hv.getBigUint64(32, true)) : hv.getUint32(28, true);
+  const phentsize = hv.getUint16(is64 ? 54 : 42, true);
+  const phnum = hv.getUint16(is64 ? 56 : 44, true);
+  if (phnum === 0) throw new Error(`${what}: no program headers`);
+  if (phentsize < (is64 ? 56 : 32)) {
+    throw new Error(`${what}: program header size ${phentsize} too small`);
+  }
+  const phBytes = phnum * phentsize;
+  if (phBytes > MAX_PHDR_BYTES) {
+    throw new Error(`${what}: ${phnum} program headers of ${phentsize} bytes are too many`);
+  }
+  if (phoff + phBytes > source.size) throw new Error(`${what}: program headers outside the file`);
+  const ph = readRange(source, phoff, phBytes);
+  const dv = new DataView(ph.buffer, ph.byteOffset, ph.byteLength);
+  const u = (at: number) => (is64 ? Number(dv.getBigUint64(at, true)) : dv.getUint32(at, true));
+  const segments: ElfSegment[] = [];
+  const notes: ElfNote[] = [];
+  let noteBytes = 0;
+  for (let i = 0; i < phnum; i++) {
+    const at = i * phentsize;
+    const type = dv.getUint32(at, true);
+    // Field offsets: System V ABI "Program Header" (Elf64_Phdr / Elf32_Phdr).
+    const offset = u(at + (is64 ? 8 : 4));
+    const filesz = u(at + (is64 ? 32 : 16));
+    if (type === PT_NOTE) {
+      if (offset + filesz > source.size) {
+        throw new Error(`${what}: note segment ${i} outside the file`);
+      }
+      noteBytes += filesz;
+      if (noteBytes > MAX_NOTE_BYTES) {
+        throw new Error(`${what}: its note segments hold over ${MAX_NOTE_BYTES} bytes`);
+      }
+      notes.push(...notesIn(readRange(source, offset, filesz), offset, what));
+    }
+    if (type !== PT_LOAD) continue;
+    const seg: ElfSegment = {
+      offset,
+      vaddr: u(at + (is64 ? 16 : 8)),
+      paddr: u(at + (is64 ? 24 : 12)),
+      filesz,
+      memsz: u(at + (is64 ? 40 : 20)),
+    };
+    if (seg.filesz > seg.memsz) throw new Error(`${what}: segment ${i} has filesz > memsz`);
+    if (seg.offset + seg.filesz > source.size) {
+      throw new Error(`${what}: segment ${i} extends past the file`);
+    }
+    if (seg.memsz > 0) segments.push(seg);
+  }
+  if (segments.length === 0) throw new Error(`${what}: no loadable segments`);
+  return { class: is64 ? 64 : 32, segments, notes };
+}
+
+/**
+ * The notes of one PT_NOTE segment's bytes (read from file offset `base`):
+ * namesz, descsz, type, then the name and the descriptor, each padded to 4
+ * bytes (System V ABI "Note Section").
+ */
+function notesIn(bytes: Uint8Array, base: number, what: string): ElfNote[] {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const dec = new TextDecoder();
+  const notes: ElfNote[] = [];
+  let p = 0;
+  while (p + 12 <= bytes.length) {
+    const namesz = dv.getUint32(p, true);
+    const descsz = dv.getUint32(p + 4, true);
+    const nameAt = p + 12;
+    const descAt = nameAt + ((namesz + 3) & ~3);
+    if (descAt + descsz > bytes.length) {
+      throw new Error(`${what}: note at file offset ${base + p} overruns its segment`);
+    }
+    const name = bytes.subarray(nameAt, nameAt + namesz);
+    const nul = name.indexOf(0);
+    notes.push({
+      name: dec.decode(nul < 0 ? name : name.subarray(0, nul)),
+      type: dv.getUint32(p + 8, true),
+      desc: bytes.subarray(descAt, descAt + descsz),
+    });
+    p = descAt + ((descsz + 3) & ~3);
+  }
+  return notes;
+}
+
+/**
+ * Reads an ELF kernel's headers and notes from `source` (not its
+ * segments) for PVH boot; throws {@linkcode LinuxBootError} (key `kernel`)
+ * when it is not ELF, has no PVH note, or its entry point is outside its
+ * segments.
+ */
+export function readPvhKernel(source: ByteSource, what: string = showPath(source.name)): PvhKernel {
   let elf;
+  let entry: number | undefined;
   try {
-    elf = parseElf(bytes, what);
-    entry = findPvhEntry(bytes, what);
+    elf = readElfKernel(source, what);
+    entry = pvhEntryOf(elf.notes, what);
   } catch (e) {
+    if (e instanceof InputFileError) throw e;
     throw new LinuxBootError("kernel", (e as Error).message);
   }
   if (entry === undefined) {
@@ -160,6 +278,14 @@ export function parsePvhKernel(bytes: Uint8Array, what = "kernel"): PvhKernel {
     );
   }
   return { entry, class: elf.class, segments: elf.segments, image: { start, end } };
+}
+
+/**
+ * Parses an ELF kernel held in memory for PVH boot (see
+ * {@linkcode readPvhKernel}).
+ */
+export function parsePvhKernel(bytes: Uint8Array, what = "kernel"): PvhKernel {
+  return readPvhKernel(bytesSource(bytes, what), what);
 }
 
 /** What the PVH loader does, decided before any guest memory exists. */
@@ -235,21 +361,23 @@ const PVH_TR: Segment = {
  * memory map, the initrd as module 0, the command line and the RSDP) and
  * returns the entry state start_info.h prescribes: 32-bit flat protected
  * mode, paging off, CR4 = 0, IF clear, EBX = the start info's address.
+ * Of the kernel, only its segments are read, straight into guest RAM.
  */
-export function loadPvh(
+export function loadPvhFrom(
   mem: GuestMemory,
   e820: readonly E820Entry[],
-  image: Uint8Array,
-  initrd: Uint8Array | undefined,
+  image: ByteSource,
+  initrd: ByteSource | undefined,
   cmdline: string,
   plan: PvhPlan,
   rsdp: number | undefined,
 ): EntryState {
+  // Only the segments' file bytes are read, each straight into guest RAM.
   for (const s of plan.kernel.segments) {
-    mem.write(s.paddr, image.subarray(s.offset, s.offset + s.filesz));
+    if (s.filesz > 0) image.readInto(s.offset, mem.slice(s.paddr, s.filesz));
     mem.fill(s.paddr + s.filesz, s.memsz - s.filesz, 0);
   }
-  if (initrd && plan.initrd) mem.write(plan.initrd.start, initrd);
+  if (initrd && plan.initrd) loadInitrd(mem, initrd, plan.initrd);
   const cmd = writeCmdline(mem, new TextEncoder().encode(cmdline));
 
   const si = plan.startInfo;
@@ -282,6 +410,27 @@ export function loadPvh(
   const regs = { ...zeroRegs(), rip: BigInt(plan.kernel.entry), rbx: BigInt(si) };
   const base = protectedModeEntry(mem, regs);
   return { ...base, sregs: (initial) => ({ ...base.sregs(initial), tr: PVH_TR }) };
+}
+
+/** {@linkcode loadPvhFrom} for a kernel and an initrd held in memory. */
+export function loadPvh(
+  mem: GuestMemory,
+  e820: readonly E820Entry[],
+  image: Uint8Array,
+  initrd: Uint8Array | undefined,
+  cmdline: string,
+  plan: PvhPlan,
+  rsdp: number | undefined,
+): EntryState {
+  return loadPvhFrom(
+    mem,
+    e820,
+    bytesSource(image, "kernel"),
+    initrd && bytesSource(initrd, "initrd"),
+    cmdline,
+    plan,
+    rsdp,
+  );
 }
 
 /** Lines describing a PVH plan, for logs and `dhyve check`. */

@@ -4,7 +4,8 @@ import { computeLayout, E820, MiB } from "../layout.ts";
 import { CR0 } from "../../cpu/regs.ts";
 import { parseElfNotes } from "./elf.ts";
 import { LINUX_CMDLINE_ADDR, LinuxBootError } from "./linux.ts";
-import { loadLinux, planLinux } from "./payload.ts";
+import { loadLinux, loadLinuxFrom, planLinux } from "./payload.ts";
+import { fileSource } from "../file_read.ts";
 import {
   findPvhEntry,
   HVM_MEMMAP_ENTRY,
@@ -13,6 +14,7 @@ import {
   parsePvhKernel,
   PVH_CMDLINE_MAX,
   PVH_START_INFO_ADDR,
+  readPvhKernel,
   XEN_ELFNOTE_PHYS32_ENTRY,
   XEN_HVM_START_MAGIC_VALUE,
 } from "./pvh.ts";
@@ -224,4 +226,41 @@ Deno.test("ABI: hvm_start_info v1 is 56 bytes, hvm_modlist_entry 32, hvm_memmap_
   assert.equal(HVM_MODLIST_ENTRY.size, 32);
   assert.equal(HVM_MEMMAP_ENTRY.reserved + 4, HVM_MEMMAP_ENTRY.size);
   assert.equal(HVM_MEMMAP_ENTRY.size, 24);
+});
+
+Deno.test("PVH from a file: only the headers, the notes and the segments are read, whatever the file's size", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dhyve_pvh_" });
+  try {
+    // A vmlinux with 2 GiB of debug information after its segments (a hole here).
+    const img = vmlinux();
+    const path = `${dir}/vmlinux`;
+    await Deno.writeFile(path, img);
+    await Deno.truncate(path, 2 * 1024 * MiB);
+    const source = fileSource(path);
+    const size = 64 * MiB;
+    const { mem, span } = guest(size);
+    const before = Deno.memoryUsage().rss;
+    const { plan } = loadLinuxFrom(mem, computeLayout(size).e820, source, undefined, "", {
+      rsdp: 0xf0000,
+    });
+    const grew = Deno.memoryUsage().rss - before;
+    assert.equal(plan.format, "pvh");
+    const text = parsePvhKernel(img).segments[0];
+    assert.deepEqual(
+      span.subarray(0x1000000, 0x1000000 + text.filesz),
+      img.subarray(text.offset, text.offset + text.filesz),
+    );
+    assert.ok(grew < 64 * MiB, `RSS grew by ${grew} bytes: the file was read`);
+    // The kernel's program headers or notes may not send the reader past the file's end.
+    const cut = `${dir}/cut`;
+    await Deno.writeFile(cut, img.subarray(0, 0x100));
+    assert.throws(
+      () => readPvhKernel(fileSource(cut), "cut"),
+      (e: unknown) =>
+        e instanceof LinuxBootError &&
+        /cut: (note )?segment \d+ (extends past|outside) the file/.test(e.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -14,6 +14,8 @@
 import type { GuestMemory } from "../guest_memory.ts";
 import { type E820Entry, inE820Ram, RAW_STACK_TOP, ZERO_PAGE } from "../layout.ts";
 import type { EntryMode } from "../config.ts";
+import { type ByteSource, bytesSource } from "../file_read.ts";
+import { showPath } from "../quote.ts";
 import {
   type EntryState,
   longModeEntry,
@@ -23,33 +25,40 @@ import {
 } from "./entry.ts";
 import { BOOT_PARAMS, writeZeroPage } from "./zero_page.ts";
 
-/** Loads a raw image and returns the BSP entry state. */
-export function loadRaw(
+/**
+ * Loads a raw image from `source` and returns the BSP entry state. Where it
+ * goes is checked from the source's size first; its bytes are then read
+ * straight into guest RAM (in bounded chunks for a file), never copied
+ * whole into dhyve's own memory.
+ */
+export function loadRawFrom(
   mem: GuestMemory,
   e820: readonly E820Entry[],
-  image: Uint8Array,
+  source: ByteSource,
   address: number,
   mode: EntryMode,
   entryPoint: number,
-  name = "image",
+  name: string = source.name,
 ): EntryState {
-  if (!inE820Ram(e820, address, image.length)) {
+  const what = showPath(name);
+  const size = source.size;
+  if (!inE820Ram(e820, address, size)) {
     throw new Error(
-      `${name}: [0x${address.toString(16)}, 0x${
-        (address + image.length).toString(16)
-      }) is not in guest RAM`,
+      `${what}: [0x${address.toString(16)}, 0x${
+        (address + size).toString(16)
+      }) (${size} bytes) is not in guest RAM`,
     );
   }
-  if (entryPoint < address || entryPoint >= address + image.length) {
-    throw new Error(`${name}: entry point 0x${entryPoint.toString(16)} is outside the image`);
+  if (entryPoint < address || entryPoint >= address + size) {
+    throw new Error(`${what}: entry point 0x${entryPoint.toString(16)} is outside the image`);
   }
   if (
     mode !== "real16" && address < ZERO_PAGE + BOOT_PARAMS.size &&
-    address + image.length > ZERO_PAGE
+    address + size > ZERO_PAGE
   ) {
-    throw new Error(`${name}: the image overlaps the zero page at 0x${ZERO_PAGE.toString(16)}`);
+    throw new Error(`${what}: the image overlaps the zero page at 0x${ZERO_PAGE.toString(16)}`);
   }
-  mem.write(address, image);
+  source.readInto(0, mem.slice(address, size));
   if (mode === "real16") return realModeEntry(entryPoint, RAW_STACK_TOP);
   writeZeroPage(mem, ZERO_PAGE, e820);
   const regs = {
@@ -59,4 +68,17 @@ export function loadRaw(
     rsp: BigInt(RAW_STACK_TOP),
   };
   return mode === "prot32" ? protectedModeEntry(mem, regs) : longModeEntry(mem, regs);
+}
+
+/** Loads a raw image held in memory (see {@linkcode loadRawFrom}) and returns the BSP entry state. */
+export function loadRaw(
+  mem: GuestMemory,
+  e820: readonly E820Entry[],
+  image: Uint8Array,
+  address: number,
+  mode: EntryMode,
+  entryPoint: number,
+  name = "image",
+): EntryState {
+  return loadRawFrom(mem, e820, bytesSource(image, name), address, mode, entryPoint, name);
 }

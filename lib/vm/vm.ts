@@ -144,6 +144,7 @@ export class Vm {
   readonly machine: Machine;
   readonly #stopTimeoutMs: number;
   readonly #progressMs: number;
+  readonly #signal: AbortSignal | undefined;
   #progressTimer: ReturnType<typeof setInterval> | undefined;
   #startedAt = 0;
   #started = false;
@@ -172,6 +173,7 @@ export class Vm {
     this.machine = machine;
     this.#stopTimeoutMs = options.stopTimeoutMs ?? 5000;
     this.#progressMs = options.progressMs ?? 0;
+    this.#signal = options.signal;
     this.#bindWorkers();
   }
 
@@ -211,7 +213,12 @@ export class Vm {
     }
   }
 
-  /** Starts every vCPU. The BSP runs the payload; APs wait for INIT/SIPI in KVM. */
+  /**
+   * Starts every vCPU. The BSP runs the payload; APs wait for INIT/SIPI in
+   * KVM. Throws the reason of the options' `signal` (BuildOptions) if it
+   * aborts before every vCPU was told to run: none runs then, and the caller
+   * closes the VM.
+   */
   async start(): Promise<void> {
     if (this.#started) throw new Error("VM already started");
     this.#started = true;
@@ -239,17 +246,32 @@ export class Vm {
   }
 
   async #startVcpus(): Promise<void> {
-    // Every Worker publishes its thread id once it has attached its devices; a
-    // Worker that failed to start says "finished" instead.
-    for (const v of this.machine.vcpus) {
-      await Promise.race([v.control.waitTid(10_000), v.control.waitStateChange("created", 10_000)]);
-      if (v.control.tid === 0) {
-        this.machine.control.requestSuspend({
-          kind: "error",
-          message: `vcpu ${v.place.index}: worker did not start`,
-        });
-        return;
+    const signal = this.#signal;
+    signal?.throwIfAborted();
+    // A start given up stops waiting for the Workers at once.
+    let onAbort = noop;
+    const aborted = new Promise<void>((resolve) => (onAbort = resolve));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      // Every Worker publishes its thread id once it has attached its devices; a
+      // Worker that failed to start says "finished" instead.
+      for (const v of this.machine.vcpus) {
+        await Promise.race([
+          v.control.waitTid(10_000),
+          v.control.waitStateChange("created", 10_000),
+          aborted,
+        ]);
+        signal?.throwIfAborted();
+        if (v.control.tid === 0) {
+          this.machine.control.requestSuspend({
+            kind: "error",
+            message: `vcpu ${v.place.index}: worker did not start`,
+          });
+          return;
+        }
       }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
     for (const v of this.machine.vcpus) v.control.setRequest(VCPU_REQUEST.run);
   }
