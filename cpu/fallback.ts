@@ -46,6 +46,7 @@
  *
  * @module
  */
+import { SyscallCompletion } from "./syscall_fix.ts";
 import {
   checkExtension,
   type CpuidEntry,
@@ -943,6 +944,11 @@ export interface FallbackOptions {
   readonly memory: PhysicalMemory;
   /** The executor (default: `emulate` of cpu/x86/exec.ts); unit tests give a stand-in. */
   readonly emulate?: EmulateFn;
+  /**
+   * Completes SYSCALLs the host left half done (cpu/syscall_fix.ts), seen
+   * when the guest's page-fault handler starts; default: on.
+   */
+  readonly syscalls?: SyscallCompletion | null;
 }
 
 /**
@@ -989,6 +995,7 @@ export class FallbackEmulator {
   readonly #cpu: FallbackCpu;
   readonly #memory: PhysicalMemory;
   readonly #emulate: EmulateFn;
+  readonly #syscalls: SyscallCompletion | null;
 
   /** Binds the vCPU, its memory and the executor. */
   constructor(options: FallbackOptions) {
@@ -996,6 +1003,7 @@ export class FallbackEmulator {
     this.#cpu = options.cpu;
     this.#memory = options.memory;
     this.#emulate = options.emulate ?? executor;
+    this.#syscalls = options.syscalls === undefined ? new SyscallCompletion() : options.syscalls;
   }
 
   /** The CPU state (for flush() when the vCPU leaves its run loop). */
@@ -1014,6 +1022,10 @@ export class FallbackEmulator {
     try {
       cpu.load();
       rip = cpu.rip;
+      if (this.#syscalls?.check(cpu, this.#memory)) {
+        cpu.commit();
+        return { kind: "resumed", label: "syscall" };
+      }
       let r: StepResult;
       try {
         r = this.#emulate(cpu, this.#memory);
