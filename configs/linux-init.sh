@@ -78,6 +78,10 @@ if grep -q acpi_pm $cs/available_clocksource || dmesg | grep -q 'clocksource: ac
   check pm_timer ok "$(dmesg | grep -m1 'acpi_pm' | sed 's/^\[[^]]*\] //')"
 else check pm_timer fail "acpi_pm is not a clocksource"; fi
 
+# User space ran cleanly: no process of this script died of a signal the
+# kernel logs (segfaults, traps: "segfault at", "trap ... ip").
+dmesg_check userspace 'segfault at|traps: |general protection fault'
+
 say "uptime: $(cut -d' ' -f1 /proc/uptime)"
 say "poweroff"
 poweroff -f
