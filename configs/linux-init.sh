@@ -4,7 +4,8 @@
 #
 # It checks the machine from inside Linux and prints one line per fact or
 # check, each "dhyve-init: KEY: VALUE" (checks: "dhyve-init: check.NAME: ok|fail
-# DETAIL"), which tests/linux_test.ts parses; then it powers off (dhyve exits 1).
+# DETAIL"), which tests/linux_test.ts parses; then it powers off (dhyve exits 1),
+# or reboots when the kernel command line has dhyve.end=reboot (dhyve exits 0).
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 
@@ -83,5 +84,11 @@ else check pm_timer fail "acpi_pm is not a clocksource"; fi
 dmesg_check userspace 'segfault at|traps: |general protection fault'
 
 say "uptime: $(cut -d' ' -f1 /proc/uptime)"
+# dhyve.end=reboot on the kernel command line: end with a reboot (the tests
+# check both ways out).
+if grep -qw 'dhyve.end=reboot' /proc/cmdline; then
+  say "reboot"
+  reboot -f
+fi
 say "poweroff"
 poweroff -f

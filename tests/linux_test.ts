@@ -47,126 +47,151 @@ const REQUIRED_CHECKS = [
   "check.userspace",
 ];
 
+/**
+ * Boots configs/linux.toml to init and checks init's report. `end` is how
+ * init ends the VM: "poweroff" (poweroff -f: dhyve exits 1, bhyve's
+ * poweroff) or "reboot" (reboot -f, asked for with dhyve.end=reboot on the
+ * kernel command line: with on_reset = "exit" dhyve exits 0).
+ */
+async function bootToInit(end: "poweroff" | "reboot"): Promise<void> {
+  // A no-op when the cache is complete; rebuilds the initramfs when the init script changed.
+  const cache = await fetchLinux({ log: (s) => console.log(s) });
+  assert.ok(cache.ready, "fetch-linux did not fill the cache");
+  const dir = await Deno.makeTempDir({ prefix: "dhyve-linux-" });
+  const report = `${dir}/report.json`;
+  let toml = CONFIG;
+  if (end === "reboot") {
+    toml = `${dir}/linux.toml`;
+    await Deno.writeTextFile(
+      toml,
+      (await Deno.readTextFile(CONFIG))
+        .replace(/^kernel = .*$/m, `kernel = "${cache.vmlinux}"`)
+        .replace(/^initrd = .*$/m, `initrd = "${cache.initramfsRaw}"`)
+        .replace(/^cmdline = "(.*)"$/m, 'cmdline = "$1 dhyve.end=reboot"'),
+    );
+  }
+  const config = await loadConfig(toml);
+  try {
+    const t0 = performance.now();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "up", toml, "--report", report],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: testEnv(),
+    }).spawn();
+    // At the limit: SIGTERM twice (dhyve forces a poweroff and still writes
+    // its report, with the fallback counts), SIGKILL if that is not enough.
+    const timers: ReturnType<typeof setTimeout>[] = [];
+    const kill = (sig: Deno.Signal) => {
+      try {
+        child.kill(sig);
+      } catch { /* already gone */ }
+    };
+    timers.push(setTimeout(() => {
+      kill("SIGTERM");
+      timers.push(setTimeout(() => kill("SIGTERM"), 1000));
+      timers.push(setTimeout(() => kill("SIGKILL"), 15_000));
+    }, TIMEOUT_S * 1000));
+    let stdout = "";
+    let firstInitMs: number | undefined;
+    const dec = new TextDecoder();
+    const readOut = (async () => {
+      for await (const chunk of child.stdout) {
+        stdout += dec.decode(chunk, { stream: true });
+        if (firstInitMs === undefined && stdout.includes("dhyve-init: ")) {
+          firstInitMs = performance.now() - t0;
+        }
+      }
+    })();
+    const errText = new Response(child.stderr).text();
+    const status = await child.status;
+    timers.forEach((t) => clearTimeout(t));
+    await readOut;
+    const stderr = await errText;
+    const totalMs = performance.now() - t0;
+
+    const tail = (s: string, n: number) => s.split("\n").slice(-n).join("\n");
+    const context = `\n--- console (last 40 lines) ---\n${tail(stdout, 40)}\n--- stderr ---\n${
+      tail(stderr, 30)
+    }`;
+    const { facts, pci } = parseInitLines(stdout);
+
+    // Timings and fallback counts, for the issue notes.
+    let fallbacks = "";
+    try {
+      const r = JSON.parse(await Deno.readTextFile(report));
+      const total = new Map<string, { count: number; ms: number }>();
+      for (const v of r.vcpus ?? []) {
+        for (const [name, c] of Object.entries(v.fallbacks ?? {})) {
+          const t = total.get(name) ?? { count: 0, ms: 0 };
+          t.count += (c as { count: number }).count;
+          t.ms += (c as { ms: number }).ms;
+          total.set(name, t);
+        }
+      }
+      fallbacks = [...total].sort((a, b) => b[1].count - a[1].count)
+        .map(([n, c]) => `${n} ${c.count} (${c.ms.toFixed(1)} ms)`).join(", ") || "none";
+    } catch (e) {
+      fallbacks = `no report (${(e as Error).message})`;
+    }
+    // The guest's own clock at init's start, against the real time (its ratio
+    // follows [vm] clock_rate where the guest calibrates its TSC on the HPET).
+    const uptime = Number(facts.get("uptime"));
+    const guestClock = firstInitMs === undefined || !(uptime > 0)
+      ? ""
+      : `; guest uptime then ${uptime.toFixed(1)} s (x${
+        (uptime / (firstInitMs / 1000)).toFixed(2)
+      } of real time, clock_rate ${config.vm.clockRate})`;
+    console.log(
+      `linux (${end}): up -> init's first line ${
+        firstInitMs === undefined ? "never" : `${(firstInitMs / 1000).toFixed(1)} s`
+      }${guestClock}; whole run ${
+        (totalMs / 1000).toFixed(1)
+      } s; exit ${status.code}; fallbacks: ${fallbacks}`,
+    );
+
+    assert.ok(firstInitMs !== undefined, `init never printed a line${context}`);
+    assert.equal(facts.get("uname"), cache.kernelVersion, `uname -r${context}`);
+    assert.equal(facts.get("nproc"), String(config.cpu.cpus), `nproc${context}`);
+    const c = config.cpu;
+    const topo = facts.get("topology") ?? "";
+    assert.match(
+      topo,
+      new RegExp(
+        `^cpus=${c.cpus} sockets=${c.sockets} cores=${c.cores} threads=${c.threads} apicids=${
+          Array.from({ length: c.cpus }, (_, i) => apicIdOf(i, c)).join(",")
+        }$`,
+      ),
+      `/proc/cpuinfo topology against [cpu]${context}`,
+    );
+    for (const name of REQUIRED_CHECKS) {
+      const v = facts.get(name);
+      assert.ok(v !== undefined, `${name} missing${context}`);
+      assert.match(v, /^ok\b/, `${name}: ${v}${context}`);
+    }
+    const failed = [...facts].filter(([k, v]) => k.startsWith("check.") && !/^ok\b/.test(v));
+    assert.deepEqual(failed, [], `failed checks${context}`);
+    assert.ok(pci.some((p) => /0x6468:0x0001/.test(p)), `testdev in sysfs${context}`);
+    assert.ok(facts.has(end), `init did not reach ${end}${context}`);
+    // poweroff -f: dhyve exits 1 (bhyve's poweroff); reboot -f: 0 (on_reset = "exit").
+    assert.equal(status.code, end === "poweroff" ? 1 : 0, `exit status${context}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test({
   name:
     "linux: configs/linux.toml boots Debian's kernel to init, whose checks pass, and powers off",
   ignore: !SLOW_TESTS,
-  fn: async () => {
-    // A no-op when the cache is complete; rebuilds the initramfs when the init script changed.
-    const cache = await fetchLinux({ log: (s) => console.log(s) });
-    assert.ok(cache.ready, "fetch-linux did not fill the cache");
-    const config = await loadConfig(CONFIG);
-    const dir = await Deno.makeTempDir({ prefix: "dhyve-linux-" });
-    const report = `${dir}/report.json`;
-    try {
-      const t0 = performance.now();
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", MAIN, "up", CONFIG, "--report", report],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-        env: testEnv(),
-      }).spawn();
-      // At the limit: SIGTERM twice (dhyve forces a poweroff and still writes
-      // its report, with the fallback counts), SIGKILL if that is not enough.
-      const timers: ReturnType<typeof setTimeout>[] = [];
-      const kill = (sig: Deno.Signal) => {
-        try {
-          child.kill(sig);
-        } catch { /* already gone */ }
-      };
-      timers.push(setTimeout(() => {
-        kill("SIGTERM");
-        timers.push(setTimeout(() => kill("SIGTERM"), 1000));
-        timers.push(setTimeout(() => kill("SIGKILL"), 15_000));
-      }, TIMEOUT_S * 1000));
-      let stdout = "";
-      let firstInitMs: number | undefined;
-      const dec = new TextDecoder();
-      const readOut = (async () => {
-        for await (const chunk of child.stdout) {
-          stdout += dec.decode(chunk, { stream: true });
-          if (firstInitMs === undefined && stdout.includes("dhyve-init: ")) {
-            firstInitMs = performance.now() - t0;
-          }
-        }
-      })();
-      const errText = new Response(child.stderr).text();
-      const status = await child.status;
-      timers.forEach((t) => clearTimeout(t));
-      await readOut;
-      const stderr = await errText;
-      const totalMs = performance.now() - t0;
+  fn: () => bootToInit("poweroff"),
+});
 
-      const tail = (s: string, n: number) => s.split("\n").slice(-n).join("\n");
-      const context = `\n--- console (last 40 lines) ---\n${tail(stdout, 40)}\n--- stderr ---\n${
-        tail(stderr, 30)
-      }`;
-      const { facts, pci } = parseInitLines(stdout);
-
-      // Timings and fallback counts, for the issue notes.
-      let fallbacks = "";
-      try {
-        const r = JSON.parse(await Deno.readTextFile(report));
-        const total = new Map<string, { count: number; ms: number }>();
-        for (const v of r.vcpus ?? []) {
-          for (const [name, c] of Object.entries(v.fallbacks ?? {})) {
-            const t = total.get(name) ?? { count: 0, ms: 0 };
-            t.count += (c as { count: number }).count;
-            t.ms += (c as { ms: number }).ms;
-            total.set(name, t);
-          }
-        }
-        fallbacks = [...total].sort((a, b) => b[1].count - a[1].count)
-          .map(([n, c]) => `${n} ${c.count} (${c.ms.toFixed(1)} ms)`).join(", ") || "none";
-      } catch (e) {
-        fallbacks = `no report (${(e as Error).message})`;
-      }
-      // The guest's own clock at init's start, against the real time (its ratio
-      // follows [vm] clock_rate where the guest calibrates its TSC on the HPET).
-      const uptime = Number(facts.get("uptime"));
-      const guestClock = firstInitMs === undefined || !(uptime > 0)
-        ? ""
-        : `; guest uptime then ${uptime.toFixed(1)} s (x${
-          (uptime / (firstInitMs / 1000)).toFixed(2)
-        } of real time, clock_rate ${config.vm.clockRate})`;
-      console.log(
-        `linux: up -> init's first line ${
-          firstInitMs === undefined ? "never" : `${(firstInitMs / 1000).toFixed(1)} s`
-        }${guestClock}; whole run ${
-          (totalMs / 1000).toFixed(1)
-        } s; exit ${status.code}; fallbacks: ${fallbacks}`,
-      );
-
-      assert.ok(firstInitMs !== undefined, `init never printed a line${context}`);
-      assert.equal(facts.get("uname"), cache.kernelVersion, `uname -r${context}`);
-      assert.equal(facts.get("nproc"), String(config.cpu.cpus), `nproc${context}`);
-      const c = config.cpu;
-      const topo = facts.get("topology") ?? "";
-      assert.match(
-        topo,
-        new RegExp(
-          `^cpus=${c.cpus} sockets=${c.sockets} cores=${c.cores} threads=${c.threads} apicids=${
-            Array.from({ length: c.cpus }, (_, i) => apicIdOf(i, c)).join(",")
-          }$`,
-        ),
-        `/proc/cpuinfo topology against [cpu]${context}`,
-      );
-      for (const name of REQUIRED_CHECKS) {
-        const v = facts.get(name);
-        assert.ok(v !== undefined, `${name} missing${context}`);
-        assert.match(v, /^ok\b/, `${name}: ${v}${context}`);
-      }
-      const failed = [...facts].filter(([k, v]) => k.startsWith("check.") && !/^ok\b/.test(v));
-      assert.deepEqual(failed, [], `failed checks${context}`);
-      assert.ok(pci.some((p) => /0x6468:0x0001/.test(p)), `testdev in sysfs${context}`);
-      assert.ok(facts.has("poweroff"), `init did not reach poweroff${context}`);
-      // poweroff -f: dhyve exits 1 (bhyve's poweroff).
-      assert.equal(status.code, 1, `exit status${context}`);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+Deno.test({
+  name: 'linux: the same boot ends with reboot -f, and dhyve exits 0 (on_reset = "exit")',
+  ignore: !SLOW_TESTS,
+  fn: () => bootToInit("reboot"),
 });
 
 Deno.test("linux: init's lines parse (unit test of the parser)", () => {
