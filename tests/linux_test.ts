@@ -118,20 +118,9 @@ async function bootToInit(end: "poweroff" | "reboot"): Promise<void> {
     const { facts, pci } = parseInitLines(stdout);
 
     // Timings and fallback counts, for the issue notes.
-    let fallbacks = "";
+    let fallbacks: string;
     try {
-      const r = JSON.parse(await Deno.readTextFile(report));
-      const total = new Map<string, { count: number; ms: number }>();
-      for (const v of r.vcpus ?? []) {
-        for (const [name, c] of Object.entries(v.fallbacks ?? {})) {
-          const t = total.get(name) ?? { count: 0, ms: 0 };
-          t.count += (c as { count: number }).count;
-          t.ms += (c as { ms: number }).ms;
-          total.set(name, t);
-        }
-      }
-      fallbacks = [...total].sort((a, b) => b[1].count - a[1].count)
-        .map(([n, c]) => `${n} ${c.count} (${c.ms.toFixed(1)} ms)`).join(", ") || "none";
+      fallbacks = formatFallbacks(await reportFallbacks(report));
     } catch (e) {
       fallbacks = `no report (${(e as Error).message})`;
     }
@@ -279,6 +268,11 @@ Deno.test({
   },
 });
 
+/** "name count (ms)" for each fallback mnemonic, most frequent first; "none" for none. */
+function formatFallbacks(counts: [string, { count: number; ms: number }][]): string {
+  return counts.map(([n, c]) => `${n} ${c.count} (${c.ms.toFixed(1)} ms)`).join(", ") || "none";
+}
+
 /** The fallback counts of a --report, all vCPUs together, most frequent first. */
 async function reportFallbacks(path: string): Promise<[string, { count: number; ms: number }][]> {
   const r = JSON.parse(await Deno.readTextFile(path));
@@ -355,8 +349,7 @@ async function bootUntil(
     timers.forEach((t) => clearTimeout(t));
     let fallbacks = "no report";
     try {
-      fallbacks = (await reportFallbacks(report))
-        .map(([n, c]) => `${n} ${c.count} (${c.ms.toFixed(1)} ms)`).join(", ") || "none";
+      fallbacks = formatFallbacks(await reportFallbacks(report));
     } catch { /* a SIGKILLed run writes none */ }
     return { console: out, seconds, fallbacks, status: status.code };
   } finally {
