@@ -736,6 +736,91 @@ const loadFar: Handler = (c, i) => {
   commitLoads(c, [seg, l]);
 };
 
+/**
+ * The descriptor LAR or LSL examines, or null when the instruction clears
+ * ZF without faulting (SDM Vol. 2A, LAR and LSL): a null selector, one
+ * beyond the GDT's or LDT's limit (or an unusable LDT), a system type the
+ * instruction does not accept (`systemTypes`, by mode), or a privilege
+ * check that fails (DPL < CPL or DPL < RPL, except for conforming code).
+ * The descriptor need not be present. A page fault reading it is raised.
+ */
+function examinable(
+  c: Ctx,
+  selector: number,
+  systemTypes: { legacy: readonly number[]; ia32e: readonly number[] },
+): Descriptor | null {
+  if (isNull(selector)) return null;
+  const cpu = c.cpu;
+  if (selector & 4) {
+    const ldt = cpu.ldtr;
+    if (ldt.unusable || !ldt.present || (selector & 0xfff8) + 7 > ldt.limit >>> 0) return null;
+  } else if ((selector & 0xfff8) + 7 > cpu.gdtr.limit) return null;
+  const d = readDescriptor(c, selector);
+  if (isSystem(d)) {
+    const ia32e = (cpu.efer & EFER.LMA) !== 0n;
+    if (!(ia32e ? systemTypes.ia32e : systemTypes.legacy).includes(typeOf(d))) return null;
+  }
+  const conforming = isCode(d) && (typeOf(d) & T_CONFORMING) !== 0;
+  if (!conforming && (dplOf(d) < c.cpl || dplOf(d) < rplOf(selector))) return null;
+  return d;
+}
+
+/** The 16-bit selector operand of LAR/LSL (a register's low 16 bits, or a word in memory). */
+function selectorOperand(c: Ctx, i: Instruction): number {
+  const s = opnd(i, 1);
+  return Number((s.kind === "mem" ? c.readValue(c.resolve(s, false, 2)) : c.read(s)) & 0xffffn);
+}
+
+/**
+ * LAR/LSL r, r/m16 (SDM Vol. 2A, LAR, LSL): #UD in real-address and
+ * virtual-8086 mode; otherwise ZF = 1 and `value(descriptor)` in the
+ * destination when the descriptor passes {@linkcode examinable}, else ZF = 0
+ * and the destination unchanged. A 32-bit destination is zero-extended in
+ * 64-bit mode, a 16-bit one takes the low 16 bits.
+ */
+function examine(
+  systemTypes: { legacy: readonly number[]; ia32e: readonly number[] },
+  value: (d: Descriptor) => number,
+): Handler {
+  return (c, i) => {
+    if (realSegments(c)) throw ud();
+    const r = opnd(i, 0);
+    if (r.kind !== "reg") throw ud();
+    const d = examinable(c, selectorOperand(c, i), systemTypes);
+    if (d === null) {
+      c.flags &= ~F.ZF;
+      return;
+    }
+    c.setReg(r.index, r.size, BigInt(value(d) >>> 0) & MASK[r.size]);
+    c.flags |= F.ZF;
+  };
+}
+
+/**
+ * LAR: the access rights, bits 23:8 of the descriptor's high dword with the
+ * base bits (31:24) and the limit bits (19:16) cleared. Accepted system
+ * types: 16-bit TSS, LDT, busy 16-bit TSS, 16-bit call gate, task gate,
+ * 32-bit TSS (available, busy) and 32-bit call gate; in IA-32e mode only the
+ * LDT, the 64-bit TSS (available, busy) and the 64-bit call gate.
+ */
+const lar = examine(
+  { legacy: [1, 2, 3, 4, 5, 9, 0xb, 0xc], ia32e: [2, 9, 0xb, 0xc] },
+  (d) => d.hi & 0x00f0ff00,
+);
+
+/**
+ * LSL: the segment limit in bytes (a limit in 4-KiB units, G = 1, becomes
+ * limit << 12 | FFFH). Accepted system types: TSSes (16- and 32-bit,
+ * available and busy) and the LDT; in IA-32e mode the LDT and the 64-bit TSS.
+ */
+const lsl = examine(
+  { legacy: [1, 2, 3, 9, 0xb], ia32e: [2, 9, 0xb] },
+  (d) => {
+    const limit = (d.lo & 0xffff) | (d.hi & 0xf0000);
+    return (d.hi >>> 23) & 1 ? ((limit << 12) | 0xfff) >>> 0 : limit;
+  },
+);
+
 /** Handlers of this module by mnemonic (the far forms of jmp/call, mov and pop are dispatched by exec.ts). */
 export const SEGMENT_HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ["iret", iret],
@@ -752,4 +837,6 @@ export const SEGMENT_HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Ha
   ["lfs", loadFar],
   ["lgs", loadFar],
   ["lss", loadFar],
+  ["lar", lar],
+  ["lsl", lsl],
 ]);

@@ -677,3 +677,90 @@ Deno.test("lgs with REX.W: m16:64 on Intel; AMD ignores REX.W (m16:32, the offse
   assert.equal(a.cpu.gpr[0], 0x5566_7788n);
   assert.equal(seg(a, SEG.gs).selector, 0x18);
 });
+
+// ---------------------------------------------------------------------------
+// LAR and LSL
+
+/** long0() with more descriptors for LAR/LSL after the shared GDT. */
+function examineMachine(cpl = 0): TestMachine {
+  const m = cpl === 0 ? long0() : machine({ cpl });
+  const base = withGdt(m);
+  const extra: Record<number, bigint> = {
+    // Linux's per-CPU segment (GDT_ENTRY_CPUNODE): the CPU number in the limit, DPL 3, G = 0.
+    0x90: desc(0, 0x1001, 0x3, { dpl: 3, g: 0 }),
+    0x98: desc(0x5000, 0x67, 0x9, { s: 0, g: 0 }), // a 64-bit TSS, available
+    0xa0: desc(0x5000, 0x67, 0x1, { s: 0, g: 0 }), // a 16-bit TSS: no such thing in IA-32e mode
+    0xa8: desc(0, 0xffff, 0x3, { g: 0, p: 0 }), // not present: LAR/LSL do not care
+  };
+  for (const [sel, d] of Object.entries(extra)) m.poke(base + BigInt(sel), 8, d);
+  m.cpu.gdtr = { base, limit: 0xaf };
+  return m;
+}
+
+const ZF = 0x40n;
+
+Deno.test("lsl: the limit in bytes and ZF for an accessible descriptor; ZF clear, no fault, otherwise", () => {
+  const cases: [string, number, bigint | undefined][] = [
+    ["0f 03 c1", 0x93, 0x1001n], // lsl eax,ecx: Linux's CPUNODE read, RPL 3
+    ["0f 03 c1", 0x18, 0xffffffffn], // a 4-KiB granular data segment: limit << 12 | fff
+    ["0f 03 c1", 0x98, 0x67n], // a 64-bit TSS
+    ["0f 03 c1", 0xa8, 0xffffn], // not present is fine
+    ["0f 03 c1", 0xab, undefined], // RPL 3 above DPL 0
+    ["0f 03 c1", 0xa0, undefined], // a 16-bit TSS in IA-32e mode
+    ["0f 03 c1", 0x58, undefined], // a call gate has no limit for LSL
+    ["0f 03 c1", 0x00, undefined], // null
+    ["0f 03 c1", 0x1f8, undefined], // beyond the GDT's limit: ZF = 0, no #GP
+    ["0f 03 c1", 0x04, undefined], // TI = 1 with no LDT
+  ];
+  for (const [code, sel, want] of cases) {
+    const m = examineMachine();
+    m.cpu.gpr[0] = 0xdead_beef_0000_0000n;
+    m.cpu.gpr[1] = BigInt(sel);
+    m.cpu.rflags = 2n | (want === undefined ? ZF : 0n);
+    assertOk(run(m, code));
+    if (want === undefined) {
+      assert.equal(m.cpu.rflags & ZF, 0n, `selector ${sel}: ZF`);
+      assert.equal(m.cpu.gpr[0], 0xdead_beef_0000_0000n, `selector ${sel}: unchanged`);
+    } else {
+      assert.equal(m.cpu.rflags & ZF, ZF, `selector ${sel}: ZF`);
+      // A 32-bit destination is zero-extended.
+      assert.equal(m.cpu.gpr[0], want, `selector ${sel}`);
+    }
+  }
+  // 16-bit operand size: the low 16 bits of the limit, the rest of the register kept.
+  const m = examineMachine();
+  m.cpu.gpr[0] = 0x1111_2222_3333_4444n;
+  m.cpu.gpr[1] = 0x18n;
+  assertOk(run(m, "66 0f 03 c1")); // lsl ax,cx
+  assert.equal(m.cpu.gpr[0], 0x1111_2222_3333_ffffn);
+  // At CPL 3 a DPL-0 data segment fails the privilege check; DPL 3 passes.
+  const u = examineMachine(3);
+  u.cpu.gpr[1] = 0x18n;
+  u.cpu.rflags = 2n | ZF;
+  assertOk(run(u, "0f 03 c1"));
+  assert.equal(u.cpu.rflags & ZF, 0n);
+  u.cpu.rip = TestMachine.CODE;
+  u.cpu.gpr[1] = 0x93n;
+  assertOk(run(u, "48 0f 03 c1")); // lsl rax,rcx
+  assert.equal(u.cpu.gpr[0], 0x1001n);
+});
+
+Deno.test("lar: the access rights (descriptor bits 23:8 without the limit's 19:16) for the types it accepts", () => {
+  const rights = (sel: number) => (GDT[sel] >> 32n) & 0x00f0ff00n;
+  for (const sel of [0x10, 0x18, 0x58, 0x60]) { // 64-bit code, data, a call gate, conforming code
+    const m = examineMachine();
+    m.cpu.gpr[1] = BigInt(sel);
+    assertOk(run(m, "0f 02 c1")); // lar eax,ecx
+    assert.equal(m.cpu.rflags & ZF, ZF, `selector ${sel}`);
+    assert.equal(m.cpu.gpr[0], rights(sel), `selector ${sel}`);
+  }
+  const m = examineMachine();
+  m.cpu.gpr[0] = 7n;
+  m.cpu.gpr[1] = 0xa0n; // a 16-bit TSS
+  assertOk(run(m, "0f 02 c1"));
+  assert.equal(m.cpu.rflags & ZF, 0n);
+  assert.equal(m.cpu.gpr[0], 7n);
+  // Real mode: #UD.
+  const r = machine({ mode: "real" });
+  assertException(run(r, "0f 03 c1"), 6);
+});
