@@ -22,6 +22,8 @@
  * 4. The control socket: a `stats` round trip against a running VM, client
  *    start excluded (target: median < 5 ms), and a `regs.get`, which goes
  *    through the vCPU's thread (bench/ctl_bench.ts).
+ * 5. The VM's scale: peak RSS and start time for 1, 8 and 64 vCPUs
+ *    (bench/scale_bench.ts).
  *
  * Timings on our machines are noisy (guest ring 0 is emulated): the runs
  * alternate and medians are compared, never absolute numbers across runs.
@@ -34,6 +36,7 @@
 import { buildGuest, OUTLOOP_COUNT_OFFSET } from "../tests/guests/build.ts";
 import { flatGuestToml } from "../tests/helpers.ts";
 import { ctlBench } from "./ctl_bench.ts";
+import { scaleBench } from "./scale_bench.ts";
 
 const args = new Map<string, string>();
 for (let i = 0; i < Deno.args.length; i += 2) {
@@ -142,6 +145,8 @@ try {
   await fallbackBench();
   // Part 4: the control socket's round trip (bench/ctl_bench.ts).
   await ctlBench(CTL_ROUND_TRIPS);
+  // Part 5: peak RSS and start time by vCPU count (bench/scale_bench.ts).
+  await scaleBench();
 } finally {
   await Deno.remove(dir, { recursive: true });
 }
