@@ -111,8 +111,12 @@ export function isMsiAddress(address: number): boolean {
 
 /** Delivers message-signalled interrupts (PCI MSI/MSI-X, HPET FSB). */
 export interface MsiSink {
-  /** Sends one message: a write of `data` to `address` (0xFEExxxxx on x86). */
-  send(address: number, data: number): void;
+  /**
+   * Sends one message: a write of `data` to `address` (0xFEExxxxx on x86).
+   * `vector` is the MSI-X table entry it comes from, when it does (a host
+   * may keep one route per vector, e.g. a KVM irqfd).
+   */
+  send(address: number, data: number, vector?: number): void;
 }
 
 /**

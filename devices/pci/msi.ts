@@ -561,7 +561,7 @@ export class MsixCapability {
 
   #deliver(vector: number): void {
     const e = this.entry(vector);
-    this.#sink?.send(e.address, e.data);
+    this.#sink?.send(e.address, e.data, vector);
   }
 }
 

@@ -264,6 +264,32 @@ Deno.test("virtio-console tx: a full backend holds the chain; retried on the nex
   assert.equal(h.stats.txBytes, 11);
 });
 
+Deno.test("virtio-console tx: pollWritableFds() names outFd while output is held; ready() flushes", () => {
+  const mem = newMemory();
+  const rx = new Driver(mem, 0x1000, 0x10000);
+  const tx = new Driver(mem, 0x4000, 0x40000);
+  const { ctx, interrupts } = fakeContext(mem);
+  const con = Object.assign(new FakeConsole(), { outFd: 42 });
+  con.room = 0; // full: takes nothing at first
+  const h = createConsoleHandler(ctx, [rx.queue, tx.queue], con);
+  assert.deepEqual(h.pollWritableFds!(), []);
+  const a = tx.add([{ data: enc.encode("held ") }, { data: enc.encode("bytes") }]);
+  h.notify(1);
+  assert.equal(con.out, "");
+  assert.equal(h.txPending, true);
+  assert.deepEqual(tx.takeUsed(), []);
+  assert.deepEqual(interrupts, []);
+  assert.deepEqual(h.pollWritableFds!(), [42]);
+  // The backend has room again: the worker saw fd 42 writable.
+  con.room = Infinity;
+  h.ready!(42);
+  assert.equal(con.out, "held bytes");
+  assert.deepEqual(tx.takeUsed(), [{ id: a.head, len: 0 }]);
+  assert.deepEqual(interrupts, [1]);
+  assert.equal(h.txPending, false);
+  assert.deepEqual(h.pollWritableFds!(), []);
+});
+
 Deno.test("virtio-console tx: a throwing backend drops the chain's rest, counted", () => {
   const { tx, con, h, logs } = setup();
   con.writeError = new Error("EPIPE");

@@ -263,8 +263,36 @@ export function virtioOfferedFeatures(model: VirtioDeviceModel): bigint {
 // ---------------------------------------------------------------------------
 // State.
 
+/** The field specifications of {@linkcode virtioPciFields} (its literal, spelled out as a type). */
+export type VirtioPciFields =
+  & typeof PCI_FUNCTION_FIELDS
+  & ReturnType<typeof msixFields>
+  & {
+    readonly deviceFeatureSelect: "u32";
+    readonly driverFeatureSelect: "u32";
+    readonly driverFeatures: readonly ["u32", number];
+    readonly configMsixVector: "u16";
+    readonly deviceStatus: "u8";
+    readonly configGeneration: "u8";
+    readonly queueSelect: "u16";
+    readonly queueSize: readonly ["u16", number];
+    readonly queueMsixVector: readonly ["u16", number];
+    readonly queueEnable: readonly ["u8", number];
+    readonly queueDesc: readonly ["u32", number];
+    readonly queueDriver: readonly ["u32", number];
+    readonly queueDevice: readonly ["u32", number];
+    readonly isr: "u8";
+    readonly deviceConfig: readonly ["u8", number];
+    readonly resetPending: "bool";
+    readonly resetGeneration: "u32";
+    readonly needsReset: "bool";
+    readonly statBarAccesses: "f64";
+    readonly statKicks: "f64";
+    readonly statInterrupts: "f64";
+  };
+
 /** The fields of a function with `queues` queues (see {@linkcode virtioPciState}). */
-function virtioPciFields(queues: number) {
+function virtioPciFields(queues: number): VirtioPciFields {
   const n = Math.max(1, queues);
   return {
     ...PCI_FUNCTION_FIELDS,
@@ -305,11 +333,15 @@ function virtioPciFields(queues: number) {
     resetGeneration: "u32",
     /** DEVICE_NEEDS_RESET (§2.1.2). */
     needsReset: "bool",
+    /** Statistics (kept across resets): BAR accesses that reached dhyve (each a vCPU exit). */
+    statBarAccesses: "f64",
+    /** ... of which notifications (what KVM's ioeventfd would have taken). */
+    statKicks: "f64",
+    /** Interrupts raised (MSI-X messages sent or pended, INTx assertions). */
+    statInterrupts: "f64",
   } as const;
 }
 
-/** The fields of a virtio PCI function's state. */
-export type VirtioPciFields = ReturnType<typeof virtioPciFields>;
 /** A bound virtio PCI function state. */
 export type VirtioPciRegisters = StateOf<VirtioPciFields>;
 
@@ -658,6 +690,22 @@ export class VirtioPciFunction extends PciFunction {
   // -------------------------------------------------------------------------
   // BAR accesses.
 
+  /** The device's counters: BAR accesses that exited to dhyve, notifications among them, interrupts. */
+  stats(): { barAccesses: number; kicks: number; interrupts: number } {
+    const s = this.#s;
+    return { barAccesses: s.statBarAccesses, kicks: s.statKicks, interrupts: s.statInterrupts };
+  }
+
+  override barRead(bar: number, offset: number, size: AccessSize): number {
+    this.#s.statBarAccesses++;
+    return super.barRead(bar, offset, size);
+  }
+
+  override barWrite(bar: number, offset: number, size: AccessSize, value: number): void {
+    this.#s.statBarAccesses++;
+    super.barWrite(bar, offset, size, value);
+  }
+
   protected override handleBarRead(bar: number, offset: number, size: AccessSize): number {
     if (bar !== VIRTIO_PCI_BAR) return 0; // BAR1 outside the table and PBA
     const region = offset - (offset % VIRTIO_PCI_REGION_SIZE);
@@ -694,7 +742,10 @@ export class VirtioPciFunction extends PciFunction {
         // §4.1.4.4: queue q's word is at queue_notify_off * multiplier = 4q;
         // the value written (the queue index, §4.1.5.2) is not needed.
         const q = rel / VIRTIO_PCI_NOTIFY_MULTIPLIER;
-        if (this.#validQueue(q)) this.#deps.kick(q);
+        if (this.#validQueue(q)) {
+          this.#s.statKicks++;
+          this.#deps.kick(q);
+        }
         return;
       }
       default:
@@ -988,9 +1039,10 @@ export class VirtioPciFunction extends PciFunction {
   #signal(vector: number, isrBit: number): void {
     const x = this.msix;
     if (x?.enabled) {
-      if (vector !== VIRTIO_MSI_NO_VECTOR) x.send(vector);
+      if (vector !== VIRTIO_MSI_NO_VECTOR && x.send(vector) !== "dropped") this.#s.statInterrupts++;
       return;
     }
+    this.#s.statInterrupts++;
     this.#s.isr |= isrBit;
     this.setIntx(true);
   }
