@@ -254,6 +254,7 @@ async function up(
         exit,
         vcpus: running.stats(),
         unclaimed: running.machine.control.unclaimed,
+        virtio: running.machine.virtioStats(),
       };
       let bytes = new TextEncoder().encode(JSON.stringify(json, null, 2) + "\n");
       while (bytes.length) bytes = bytes.subarray(await report.write(bytes));
@@ -444,7 +445,7 @@ export function cli(): Command {
     .option("-q, --quiet", "log errors only")
     .option(
       "--report <file>",
-      "write a JSON report (exit, per-vCPU exit counts, timings) at the end",
+      "write a JSON report (exit, per-vCPU exit counts, timings, virtio counters) at the end",
       nonEmptyPath,
     )
     .option(

@@ -28,12 +28,14 @@ import {
   KVM_CPUID_ENTRY2_STRUCT,
   KVM_DEBUGREGS_STRUCT,
   KVM_FPU_STRUCT,
+  KVM_IOEVENTFD_STRUCT,
   KVM_IRQ_LEVEL_STRUCT,
   KVM_IRQ_ROUTING_ENTRY_STRUCT,
   KVM_IRQ_ROUTING_IRQCHIP,
   KVM_IRQ_ROUTING_MSI,
   KVM_IRQ_ROUTING_STRUCT,
   KVM_IRQCHIP_STRUCT,
+  KVM_IRQFD_STRUCT,
   KVM_LAPIC_STATE_STRUCT,
   KVM_MP_STATE_STRUCT,
   KVM_MSI_STRUCT,
@@ -357,6 +359,49 @@ export function setGsiRouting(vmFd: number, routes: readonly GsiRoute[]): void {
     }
   });
   ioctlBuf(vmFd, "KVM_SET_GSI_ROUTING", buf, `${routes.length} routes`);
+}
+
+/** KVM_IOEVENTFD flag: deassign a registration (api.rst 4.59). */
+export const KVM_IOEVENTFD_FLAG_DEASSIGN = 1 << 2;
+
+/**
+ * KVM_IOEVENTFD: makes a guest MMIO write of `len` bytes (0: any length,
+ * KVM_CAP_IOEVENTFD_ANY_LENGTH) at `address` signal eventfd `fd` inside the
+ * kernel, without an exit to user space; or, with `deassign`, undoes it.
+ */
+export function ioeventfd(
+  vmFd: number,
+  address: number,
+  len: number,
+  fd: number,
+  deassign = false,
+): void {
+  const S = KVM_IOEVENTFD_STRUCT;
+  const buf = new Uint8Array(S.size);
+  const dv = new DataView(buf.buffer);
+  dv.setBigUint64(S.o.addr, BigInt(address), true);
+  dv.setUint32(S.o.len, len, true);
+  dv.setInt32(S.o.fd, fd, true);
+  dv.setUint32(S.o.flags, deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0, true);
+  ioctlBuf(vmFd, "KVM_IOEVENTFD", buf, `0x${address.toString(16)}+${len} fd ${fd}`);
+}
+
+/** KVM_IRQFD flag: deassign (api.rst 4.75). */
+export const KVM_IRQFD_FLAG_DEASSIGN = 1 << 0;
+
+/**
+ * KVM_IRQFD: a write to eventfd `fd` raises GSI `gsi` inside the kernel
+ * (through the GSI routing table: an MSI route delivers its message); or,
+ * with `deassign`, undoes it.
+ */
+export function irqfd(vmFd: number, fd: number, gsi: number, deassign = false): void {
+  const S = KVM_IRQFD_STRUCT;
+  const buf = new Uint8Array(S.size);
+  const dv = new DataView(buf.buffer);
+  dv.setUint32(S.o.fd, fd, true);
+  dv.setUint32(S.o.gsi, gsi, true);
+  dv.setUint32(S.o.flags, deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0, true);
+  ioctlBuf(vmFd, "KVM_IRQFD", buf, `fd ${fd} gsi ${gsi}`);
 }
 
 // --- vCPU --------------------------------------------------------------------

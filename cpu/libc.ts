@@ -42,6 +42,18 @@ const SYMBOLS = {
   /** The XSI strerror_r: fills the buffer and returns 0, or an error number. */
   strerror_r: { parameters: ["i32", "buffer", "usize"], result: "i32", name: "__xpg_strerror_r" },
   isatty: { parameters: ["i32"], result: "i32" },
+  // For the virtio devices' host side (lib/virtio/host_io.ts).
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  /** poll(struct pollfd *fds, nfds_t n, int timeout); run by an I/O Worker, which may block in it. */
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", name: "pread64" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", name: "pwrite64" },
+  fdatasync: { parameters: ["i32"], result: "i32" },
+  fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32", name: "fallocate64" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
 } as const;
 
 /** mmap(2) protections and flags (linux/mman.h, x86-64). */

@@ -43,6 +43,9 @@ import {
 } from "./pci/host.ts";
 import { LPC_SLOT, PciLpcBridge, PciLpcState } from "./pci/lpc.ts";
 import { PciTestDevice, PciTestDeviceState } from "./pci/testdev.ts";
+import type { PciFunction } from "./pci/function.ts";
+import { VirtioPciFunction, virtioPciState } from "./virtio/pci.ts";
+import { virtioModel } from "./virtio/models.ts";
 import type { FieldSpecs, StateLayout } from "./state.ts";
 
 /** What a thread gives the devices it attaches. */
@@ -67,6 +70,8 @@ export interface DeviceContext {
   picOnlyGsi(irq: number): number;
   /** Disconnects (or reconnects) the in-kernel PIT's IRQ 0: the HPET's LegacyReplacement. */
   pitHpetLegacy(on: boolean): void;
+  /** Signals eventfd `fd` (a virtio queue's notification, an I/O thread's wake-up). */
+  signal(fd: number): void;
 }
 
 /** A device as plain data: what to build and where its state lives. */
@@ -129,6 +134,8 @@ export interface AttachedDevice {
   irqGate?(connected: boolean): void;
   /** Present on the PCI host: decodes ports no fixed range claims (I/O BARs). */
   readonly ioFallback?: PortFallback;
+  /** Present on the PCI host: a function by its name (e.g. "virtio-blk@3.0"). */
+  pciFunction?(name: string): PciFunction | undefined;
 }
 
 /** A device model in the registry. */
@@ -180,14 +187,35 @@ interface SpecIntxRoute {
 interface SpecPciFunction {
   readonly slot: number;
   readonly function: number;
-  readonly model: "testdev";
+  /** "testdev" or a virtio type ("virtio-blk", ...). */
+  readonly model: string;
   readonly intx?: SpecIntxRoute;
+  /** For virtio functions: the model's options and the notification eventfds. */
+  readonly virtio?: {
+    readonly options: Readonly<Record<string, unknown>>;
+    /** Eventfd of each queue (-1: none, e.g. in `dhyve check`). */
+    readonly queueFds: readonly number[];
+    /** The I/O thread's wake eventfd (-1: none). */
+    readonly wakeFd: number;
+  };
+}
+
+/** The name of a function: its model and place ("virtio-blk@3.0"). */
+export function pciFunctionName(f: Pick<SpecPciFunction, "model" | "slot" | "function">): string {
+  return `${f.model}@${f.slot}.${f.function}`;
+}
+
+/** The state layout of one function of the "pci" spec. */
+// deno-lint-ignore no-explicit-any
+function functionLayout(f: SpecPciFunction): StateLayout<any> {
+  if (f.model === "testdev") return PciTestDeviceState;
+  return virtioPciState(virtioModel(f.model, f.virtio?.options ?? {}));
 }
 
 /** The layouts of the "pci" spec's buffer, in order: host, LPC, then each function. */
 // deno-lint-ignore no-explicit-any
 function pciLayouts(fns: readonly SpecPciFunction[]): StateLayout<any>[] {
-  return [PciHostState, PciLpcState, ...fns.map(() => PciTestDeviceState)];
+  return [PciHostState, PciLpcState, ...fns.map(functionLayout)];
 }
 
 /** Offsets of the layouts packed one after the other (8-aligned; every size is a multiple of 8). */
@@ -494,16 +522,36 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
               sink: lpc.intxSink(f.intx, ctx.irq(f.intx.ioapicPin)),
             }
             : undefined;
-          return {
-            slot: f.slot,
-            function: f.function,
-            device: new PciTestDevice(
+          const name = pciFunctionName(f);
+          let device: PciFunction;
+          if (f.model === "testdev") {
+            device = new PciTestDevice(
               { msi: ctx.msi, intx },
               PciTestDeviceState.bind(buf, offsets[2 + i]),
-              `${f.model}@${f.slot}.${f.function}`,
-            ),
-          };
+              name,
+            );
+          } else {
+            const v = f.virtio;
+            const signal = (fd: number | undefined) => {
+              if (fd !== undefined && fd >= 0) ctx.signal(fd);
+            };
+            const model = virtioModel(f.model, v?.options ?? {});
+            device = new VirtioPciFunction(
+              model,
+              {
+                msi: ctx.msi,
+                intx,
+                kick: (q: number) => signal(v?.queueFds[q]),
+                wake: v && v.wakeFd >= 0 ? () => signal(v.wakeFd) : undefined,
+                notifyMoved: () => signal(v?.wakeFd),
+              },
+              virtioPciState(model).bind(buf, offsets[2 + i]),
+              name,
+            );
+          }
+          return { slot: f.slot, function: f.function, device };
         });
+        const byName = new Map(devices.map((d) => [d.device.name, d.device]));
         const window = (start: string, end: string) => ({
           start: num(spec, start),
           end: num(spec, end),
@@ -568,6 +616,7 @@ export const DEVICE_MODELS: ReadonlyMap<string, DeviceModel> = new Map<string, D
             },
           ],
           reset: () => host.reset(),
+          pciFunction: (name) => byName.get(name),
           // I/O BARs are decoded wherever the OS puts them, below any fixed port.
           ioFallback: {
             read: (port, size) => host.ioRead(port, size),
@@ -585,6 +634,14 @@ export const PCI_DEVICE_TYPES: ReadonlyMap<string, { readonly summary: string }>
     summary:
       "dhyve's PCI test device (6468:0001): BAR0 registers, MSI, MSI-X (4 vectors), INTx on demand",
   }],
+  ["virtio-blk", {
+    summary: "virtio block device (1af4:1042) on a raw image: read-only, flush, discard, serial",
+  }],
+  ["virtio-net", { summary: "virtio network device (1af4:1041) on a host tap device" }],
+  ["virtio-console", {
+    summary: "virtio console (1af4:1043): one port to a file or a unix socket",
+  }],
+  ["virtio-rng", { summary: "virtio entropy device (1af4:1044) fed by the host's getrandom" }],
 ]);
 
 /** Attaches a spec's model in the calling thread. */

@@ -61,6 +61,7 @@ function fakeContext(irqs = new FakeIrqs()): DeviceContext {
     hostTime: () => 0,
     picOnlyGsi: (irq) => irq,
     pitHpetLegacy: () => {},
+    signal: () => {},
   };
 }
 

@@ -18,8 +18,8 @@ import { isElf } from "./boot/elf.ts";
 import { isBzImage, LinuxBootError } from "./boot/linux.ts";
 import { findMultibootHeader, MultibootError, planMultiboot } from "./boot/multiboot.ts";
 import { consoleFileProblem } from "./console_file.ts";
-import { fileKind, fileSource } from "./file_read.ts";
-import { detectLinuxFormat, LINUX_HEAD, planLinux } from "./boot/payload.ts";
+import { fileKind, fileSource, InputFileError } from "./file_read.ts";
+import { LINUX_HEAD, planLinuxFrom } from "./boot/payload.ts";
 import { findPvhEntry } from "./boot/pvh.ts";
 import { BOOT_PARAMS } from "./boot/zero_page.ts";
 import { MAX_PIN_SOURCES } from "./irq.ts";
@@ -64,6 +64,16 @@ export interface VmConfig {
      * RTC): 1 by default, down to 1/64. See the README ("clock_rate").
      */
     readonly clockRate: number;
+    /**
+     * Whether virtio queue notifications go through KVM's ioeventfd (no exit
+     * to user space), as by default, or through the vCPU's MMIO exit.
+     */
+    readonly ioeventfd: boolean;
+    /**
+     * Whether virtio MSI-X interrupts go through KVM irqfds bound to MSI
+     * routes, as by default, or through KVM_SIGNAL_MSI.
+     */
+    readonly irqfd: boolean;
   };
   /** `[memory]`: RAM size and the start of the 32-bit PCI hole, in bytes. */
   readonly memory: { readonly size: number; readonly lowmemLimit: number };
@@ -141,12 +151,48 @@ export type DeviceConfig = {
   readonly size: 1 | 2 | 4;
 };
 
-/** A `[[pci]]` entry: a device at bus 0, `slot`, `function`. */
-export type PciConfig = {
+/** Where a `[[pci]]` entry sits: bus 0, `slot`, `function`. */
+interface PciPlace {
   readonly slot: number;
   readonly function: number;
-  readonly type: "testdev";
-};
+}
+
+/** Per-device overrides of `[vm] ioeventfd` and `[vm] irqfd` for a virtio entry. */
+interface VirtioTuning {
+  readonly ioeventfd?: boolean;
+  readonly irqfd?: boolean;
+}
+
+/** A `[[pci]]` entry: a device at bus 0, `slot`, `function`. */
+export type PciConfig =
+  | PciPlace & { readonly type: "testdev" }
+  | PciPlace & VirtioTuning & {
+    readonly type: "virtio-blk";
+    /** The raw disk image (absolute). */
+    readonly path: string;
+    /** Its size in bytes (a multiple of 512). */
+    readonly size: number;
+    readonly readonly: boolean;
+    /** The serial the guest reads (GET_ID): at most 20 bytes of printable ASCII. */
+    readonly serial: string;
+    /** Whether the guest may discard and write zeroes (hole punching in the image). */
+    readonly discard: boolean;
+  }
+  | PciPlace & VirtioTuning & {
+    readonly type: "virtio-net";
+    /** The host tap device. */
+    readonly tap: string;
+    /** The MAC address, "52:54:00:xx:xx:xx". */
+    readonly mac: string;
+  }
+  | PciPlace & VirtioTuning & {
+    readonly type: "virtio-console";
+    /** Output to this file (absolute), or ... */
+    readonly file?: string;
+    /** ... both ways through a unix socket dhyve listens on (absolute). */
+    readonly socket?: string;
+  }
+  | PciPlace & VirtioTuning & { readonly type: "virtio-rng" };
 
 /** One problem found in a VM definition. */
 export interface ConfigIssue {
@@ -174,7 +220,13 @@ export const MAX_CONFIG_SIZE = 1 * MiB;
 /** The known `[[device]]` types. */
 export const DEVICE_TYPES = ["debug-exit"] as const;
 /** The known `[[pci]]` types. */
-export const PCI_TYPES = ["testdev"] as const;
+export const PCI_TYPES = [
+  "testdev",
+  "virtio-blk",
+  "virtio-net",
+  "virtio-console",
+  "virtio-rng",
+] as const;
 const BOOT_KINDS = ["probe", "raw", "multiboot", "linux"] as const;
 
 /** Keys allowed in `[boot]` for each kind. */
@@ -413,6 +465,8 @@ export function formatConfig(config: VmConfig): string {
   put("vm.strict_io", config.vm.strictIo);
   put("vm.on_reset", config.vm.onReset);
   put("vm.clock_rate", config.vm.clockRate);
+  put("vm.ioeventfd", config.vm.ioeventfd);
+  put("vm.irqfd", config.vm.irqfd);
   put("memory.size", size(config.memory.size));
   put("memory.lowmem_limit", size(config.memory.lowmemLimit));
   const cpu = config.cpu;
@@ -458,6 +512,23 @@ export function formatConfig(config: VmConfig): string {
     put(`pci[${i}].slot`, p.slot);
     put(`pci[${i}].function`, p.function);
     put(`pci[${i}].type`, p.type);
+    if (p.type !== "testdev") {
+      if (p.ioeventfd !== undefined) put(`pci[${i}].ioeventfd`, p.ioeventfd);
+      if (p.irqfd !== undefined) put(`pci[${i}].irqfd`, p.irqfd);
+    }
+    if (p.type === "virtio-blk") {
+      put(`pci[${i}].path`, shown(p.path));
+      put(`pci[${i}].size`, size(p.size));
+      put(`pci[${i}].readonly`, p.readonly);
+      put(`pci[${i}].serial`, shown(p.serial));
+      put(`pci[${i}].discard`, p.discard);
+    } else if (p.type === "virtio-net") {
+      put(`pci[${i}].tap`, shown(p.tap));
+      put(`pci[${i}].mac`, p.mac);
+    } else if (p.type === "virtio-console") {
+      if (p.file !== undefined) put(`pci[${i}].file`, shown(p.file));
+      if (p.socket !== undefined) put(`pci[${i}].socket`, shown(p.socket));
+    }
   });
   return lines.join("\n") + "\n";
 }
@@ -494,14 +565,19 @@ function checkDocument(c: Checker, doc: unknown, file: string): VmConfig {
   const rtcTable = openTable(c, get(root, "rtc"), ["rtc"], ["use_localtime"]) ?? {};
   const rtc = { useLocaltime: readBool(c, rtcTable, ["rtc"], "use_localtime") ?? false };
   const devices = checkDevices(c, root, console);
-  const pci = checkPci(c, root);
+  const pci = checkPci(c, root, vm.name, boot);
   return { file, baseDir: c.baseDir, vm, memory, cpu, boot, console, firmware, rtc, devices, pci };
 }
 
 function checkVm(c: Checker, root: Table, file: string): VmConfig["vm"] {
-  const t =
-    openTable(c, get(root, "vm"), ["vm"], ["name", "strict_io", "on_reset", "clock_rate"]) ??
-      {};
+  const t = openTable(c, get(root, "vm"), ["vm"], [
+    "name",
+    "strict_io",
+    "on_reset",
+    "clock_rate",
+    "ioeventfd",
+  ]) ??
+    {};
   let name = readString(c, t, ["vm"], "name");
   if (name !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(name)) {
     c.fail(
@@ -518,6 +594,8 @@ function checkVm(c: Checker, root: Table, file: string): VmConfig["vm"] {
     strictIo: readBool(c, t, ["vm"], "strict_io") ?? false,
     onReset,
     clockRate: readClockRate(c, t) ?? 1,
+    ioeventfd: readBool(c, t, ["vm"], "ioeventfd") ?? true,
+    irqfd: readBool(c, t, ["vm"], "irqfd") ?? true,
   };
 }
 
@@ -743,19 +821,15 @@ function checkLinuxBoot(c: Checker, t: Table, memory: VmConfig["memory"]): BootC
   ) {
     const { e820 } = computeLayout(memory.size, memory.lowmemLimit);
     try {
-      let bytes = readHead(kernel.path, LINUX_HEAD);
-      // An ELF's notes may be anywhere in it: read it all (a bzImage needs its setup only).
-      if (detectLinuxFormat(bytes, kernel.path) === "pvh") bytes = Deno.readFileSync(kernel.path);
-      planLinux(
-        bytes,
-        initrd?.size,
-        cmdline,
-        e820,
-        { kernel: kernel.path, initrd: initrd?.path },
-        kernel.size,
-      );
+      // Only what the plan needs is read: a bzImage's setup, or an ELF's
+      // headers and notes (never its segments: a vmlinux is tens of MiB).
+      planLinuxFrom(fileSource(kernel.path), initrd?.size, cmdline, e820, {
+        kernel: kernel.path,
+        initrd: initrd?.path,
+      });
     } catch (e) {
       if (e instanceof LinuxBootError) c.fail(["boot", e.key], e.message);
+      else if (e instanceof InputFileError) c.fail(["boot", "kernel"], e.message);
       else c.fail(["boot", "kernel"], `cannot read ${showPath(kernel.path)}: ${errorText(e)}`);
     }
   }
@@ -1039,11 +1113,13 @@ function checkDevices(c: Checker, root: Table, console: VmConfig["console"]): De
   return devices.map((d) => d.config);
 }
 
-function checkPci(c: Checker, root: Table): PciConfig[] {
+function checkPci(c: Checker, root: Table, vmName: string, boot: BootConfig): PciConfig[] {
   const entries: { config: PciConfig; index: number; valid: boolean }[] = [];
   for (const [raw, i] of openTableArray(c, get(root, "pci"), ["pci"])) {
     const p = ["pci", i];
-    const t = openTable(c, raw, p, ["slot", "function", "type"]);
+    const type0 = isTable(raw) ? get(raw, "type") : undefined;
+    const extra = typeof type0 === "string" ? PCI_TYPE_KEYS[type0] ?? [] : [];
+    const t = openTable(c, raw, p, ["slot", "function", "type", ...extra]);
     if (t === undefined) continue; // not a table, already reported
     const slot = readInt(c, t, p, "slot");
     if (slot === undefined && !has(t, "slot")) {
@@ -1061,8 +1137,10 @@ function checkPci(c: Checker, root: Table): PciConfig[] {
     }
     const type = readEnum(c, t, p, "type", PCI_TYPES, "pci device type") ?? "testdev";
     const valid = slot !== undefined && c.ok([...p, "slot"], [...p, "function"]);
-    entries.push({ config: { slot: slot ?? 0, function: fn, type }, index: i, valid });
+    const config = pciDevice(c, t, p, { slot: slot ?? 0, function: fn }, type, vmName, boot);
+    entries.push({ config, index: i, valid });
   }
+  checkVirtioClashes(c, entries.map((e) => e.config));
   const valid = entries.filter((e) => e.valid);
   let placed = valid.length === entries.length;
   for (const [k, e] of valid.entries()) {
@@ -1087,6 +1165,220 @@ function checkPci(c: Checker, root: Table): PciConfig[] {
   );
   if (placed) checkIntxLoad(c, pci);
   return pci;
+}
+
+/** The keys each `[[pci]]` type takes beyond slot, function and type. */
+const PCI_TYPE_KEYS: Readonly<Record<string, readonly string[]>> = {
+  "virtio-blk": ["path", "readonly", "serial", "discard", "ioeventfd", "irqfd"],
+  "virtio-net": ["tap", "mac", "ioeventfd", "irqfd"],
+  "virtio-console": ["file", "socket", "ioeventfd", "irqfd"],
+  "virtio-rng": ["ioeventfd", "irqfd"],
+};
+
+/** The longest virtio-blk serial (VIRTIO_BLK_ID_BYTES, virtio 1.2 §5.2.6). */
+export const MAX_BLK_SERIAL = 20;
+
+/** The type-specific part of a `[[pci]]` entry. */
+function pciDevice(
+  c: Checker,
+  t: Table,
+  p: Path,
+  place: PciPlace,
+  type: (typeof PCI_TYPES)[number],
+  vmName: string,
+  boot: BootConfig,
+): PciConfig {
+  if (type === "testdev") return { ...place, type };
+  const tuning: { ioeventfd?: boolean; irqfd?: boolean } = {};
+  for (const key of ["ioeventfd", "irqfd"] as const) {
+    const v = readBool(c, t, p, key);
+    if (v !== undefined) tuning[key] = v;
+  }
+  return { ...virtioDevice(c, t, p, place, type, vmName, boot), ...tuning };
+}
+
+/** The type-specific part of a virtio `[[pci]]` entry. */
+function virtioDevice(
+  c: Checker,
+  t: Table,
+  p: Path,
+  place: PciPlace,
+  type: Exclude<(typeof PCI_TYPES)[number], "testdev">,
+  vmName: string,
+  boot: BootConfig,
+): PciConfig {
+  switch (type) {
+    case "virtio-rng":
+      return { ...place, type };
+    case "virtio-blk": {
+      const readonly = readBool(c, t, p, "readonly") ?? false;
+      const disk = readDisk(c, t, p, readonly, boot);
+      const serial = readString(c, t, p, "serial") ??
+        `dhyve-${place.slot}.${place.function}`;
+      if (!/^[\x20-\x7e]*$/.test(serial) || serial.length > MAX_BLK_SERIAL) {
+        c.fail(
+          [...p, "serial"],
+          `serial ${quote(serial)} must be at most ${MAX_BLK_SERIAL} printable ASCII characters`,
+        );
+      }
+      return {
+        ...place,
+        type,
+        path: disk?.path ?? "",
+        size: disk?.size ?? 0,
+        readonly,
+        serial,
+        discard: readBool(c, t, p, "discard") ?? true,
+      };
+    }
+    case "virtio-net": {
+      const tap = readString(c, t, p, "tap");
+      if (tap === undefined) {
+        if (!has(t, "tap")) c.fail([...p, "tap"], "missing required key `tap` (a host tap device)");
+      } else if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tap) || tap === "." || tap === "..") {
+        c.fail(
+          [...p, "tap"],
+          `invalid tap name ${quote(tap)}: use 1-15 characters from A-Z a-z 0-9 . _ -`,
+        );
+      }
+      const given = readString(c, t, p, "mac");
+      let mac = given ?? defaultMac(`${vmName}/${place.slot}.${place.function}`);
+      if (given !== undefined) {
+        const m = /^([0-9a-fA-F]{2})(:[0-9a-fA-F]{2}){5}$/.test(given);
+        const first = parseInt(given.slice(0, 2), 16);
+        if (!m) {
+          c.fail([...p, "mac"], `invalid MAC address ${quote(given)}: expected xx:xx:xx:xx:xx:xx`);
+        } else if (first & 1) {
+          c.fail([...p, "mac"], `${given} is a multicast address; a NIC needs a unicast one`);
+        } else if (/^(00:){5}00$/.test(given)) {
+          c.fail([...p, "mac"], "00:00:00:00:00:00 is not a usable MAC address");
+        }
+        mac = given.toLowerCase();
+      }
+      return { ...place, type, tap: tap ?? "", mac };
+    }
+    case "virtio-console": {
+      const file = readString(c, t, p, "file");
+      const socket = readString(c, t, p, "socket");
+      if ((file === undefined) === (socket === undefined)) {
+        c.fail(p, "a virtio-console needs exactly one of `file` (output) or `socket` (both ways)");
+        return { ...place, type };
+      }
+      if (file !== undefined) {
+        if (file === "") {
+          c.fail([...p, "file"], "path must not be empty");
+          return { ...place, type };
+        }
+        const path = resolve(c.baseDir, file);
+        const name = fileName(file, path);
+        const problem = consoleFileProblem(path, name) ?? inputClash(c, path, name, boot);
+        if (problem !== undefined) c.fail([...p, "file"], problem);
+        return { ...place, type, file: path };
+      }
+      const path = resolve(c.baseDir, socket!);
+      const name = fileName(socket!, path);
+      const problem = socketProblem(path, name);
+      if (problem !== undefined) c.fail([...p, "socket"], problem);
+      return { ...place, type, socket: path };
+    }
+  }
+}
+
+/** `path` of a virtio-blk entry: a regular file of whole 512-byte sectors, readable (and writable). */
+function readDisk(
+  c: Checker,
+  t: Table,
+  p: Path,
+  readonly: boolean,
+  boot: BootConfig,
+): { path: string; size: number } | undefined {
+  const disk = readFile(c, t, p, "path", true);
+  if (!disk) return undefined;
+  const at = [...p, "path"];
+  const given = readString(c, t, p, "path") ?? disk.path;
+  const name = fileName(given, disk.path);
+  if (disk.size === 0 || disk.size % 512 !== 0) {
+    c.fail(
+      at,
+      `${name} holds ${disk.size} bytes; a disk image must be a non-empty whole number of 512-byte sectors`,
+    );
+  }
+  const clash = bootInputs(boot).find((b) => sameFile(b.path, disk.path));
+  if (clash) c.fail(at, `${name} is the ${clash.what}; a disk image must be a file of its own`);
+  if (!readonly) {
+    try {
+      Deno.openSync(disk.path, { read: true, write: true }).close();
+    } catch (e) {
+      c.fail(
+        at,
+        `cannot write ${name}: ${errorText(e)} (set readonly = true to attach it read-only)`,
+      );
+    }
+  }
+  return disk;
+}
+
+/** Why dhyve cannot listen on a unix socket at `path`, or undefined. */
+function socketProblem(path: string, name: string): string | undefined {
+  if (new TextEncoder().encode(path).length >= 108) {
+    return `${name} is too long for a unix socket path (at most 107 bytes)`;
+  }
+  try {
+    const st = Deno.lstatSync(path);
+    if (!st.isSocket) return `${name} exists and is not a socket; dhyve will not replace it`;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return `cannot use ${name}: ${errorText(e)}`;
+    try {
+      if (!Deno.statSync(dirname(path)).isDirectory) {
+        return `the directory of ${name} is not a directory`;
+      }
+    } catch {
+      return `the directory of ${name} does not exist`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A stable, locally administered MAC for a NIC: 52:54:00 (the prefix QEMU
+ * and libvirt use for virtual NICs) and three bytes of an FNV-1a hash of
+ * `key` (the VM's name and the function's place), so a VM keeps its address.
+ */
+export function defaultMac(key: string): string {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(key)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  const bytes = [0x52, 0x54, 0x00, h >>> 16 & 0xff, h >>> 8 & 0xff, h & 0xff];
+  return bytes.map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+/** Two disks on one image (one of them writable), or two NICs on one tap or with one MAC. */
+function checkVirtioClashes(c: Checker, pci: readonly PciConfig[]): void {
+  pci.forEach((a, i) => {
+    for (let j = 0; j < i; j++) {
+      const b = pci[j];
+      const at = ["pci", i];
+      if (a.type === "virtio-blk" && b.type === "virtio-blk" && a.path && b.path) {
+        if ((!a.readonly || !b.readonly) && sameFile(a.path, b.path)) {
+          c.fail(
+            [...at, "path"],
+            `pci[${j}] uses the same image; only read-only disks may share one`,
+          );
+        }
+      }
+      if (a.type === "virtio-net" && b.type === "virtio-net") {
+        if (a.tap && a.tap === b.tap) c.fail([...at, "tap"], `pci[${j}] uses tap ${a.tap} already`);
+        if (a.mac === b.mac) c.fail([...at, "mac"], `pci[${j}] has MAC ${a.mac} already`);
+      }
+      if (a.type === "virtio-console" && b.type === "virtio-console") {
+        if (a.socket && a.socket === b.socket) {
+          c.fail([...at, "socket"], `pci[${j}] listens on this socket already`);
+        }
+        if (a.file && b.file && sameFile(a.file, b.file)) {
+          c.fail([...at, "file"], `pci[${j}] writes to this file already`);
+        }
+      }
+    }
+  });
 }
 
 /**

@@ -112,7 +112,14 @@ function fullExpected(dir: string): VmConfig {
   return {
     file: `${dir}/full.toml`,
     baseDir: dir,
-    vm: { name: "demo-1", strictIo: true, onReset: "exit", clockRate: 1 },
+    vm: {
+      name: "demo-1",
+      strictIo: true,
+      onReset: "exit",
+      clockRate: 1,
+      ioeventfd: true,
+      irqfd: true,
+    },
     memory: { size: 1536 * 2 ** 20, lowmemLimit: 2 * 2 ** 30 },
     cpu: { cpus: 8, sockets: 2, cores: 2, threads: 2, maxcpus: 16, x2apic: true },
     boot: {
@@ -235,7 +242,14 @@ Deno.test("defaults: only [boot] kind = probe", async () => {
   assert.deepEqual(structuredClone(config), {
     file: "/srv/vms/demo.toml",
     baseDir: "/srv/vms",
-    vm: { name: "demo", strictIo: false, onReset: "exit", clockRate: 1 },
+    vm: {
+      name: "demo",
+      strictIo: false,
+      onReset: "exit",
+      clockRate: 1,
+      ioeventfd: true,
+      irqfd: true,
+    },
     memory: { size: 256 * 2 ** 20, lowmemLimit: 3 * 2 ** 30 },
     cpu: { cpus: 1, sockets: 1, cores: 1, threads: 1, maxcpus: 1, x2apic: false },
     boot: { kind: "probe" },
@@ -532,7 +546,7 @@ Deno.test("malformed configs: each issue names file:line:col, key path and probl
           'vm.toml:8:8: memory.size: invalid size "1.3K": not a whole number of bytes',
           "vm.toml:10:9: cpu.cores: cores must be at least 1",
           "vm.toml:12:8: pci[0].slot: slot 0 is the host bridge; use a slot from 1 to 30",
-          'vm.toml:13:8: pci[0].type: unknown pci device type "testdve"; known: "testdev"; did you mean "testdev"?',
+          'vm.toml:13:8: pci[0].type: unknown pci device type "testdve"; known: "testdev", "virtio-blk", "virtio-net", "virtio-console" or "virtio-rng"; did you mean "testdev"?',
           "vm.toml:15:17: rtc.use_localtime: expected a boolean, got a string",
           'vm.toml:16:1: rtc.use_localtim: unknown key `use_localtim` in [rtc]; did you mean "use_localtime"?',
         ],
@@ -599,6 +613,8 @@ Deno.test("formatConfig prints every setting, defaults included", async () => {
 vm.strict_io=true
 vm.on_reset=exit
 vm.clock_rate=1
+vm.ioeventfd=true
+vm.irqfd=true
 memory.size=1610612736 (1536 MiB)
 memory.lowmem_limit=2147483648 (2 GiB)
 cpu.cpus=8
@@ -959,7 +975,7 @@ Deno.test("unknown names get a hint when close, ignoring case", async () => {
       ],
       [
         `[boot]\nkind = "probe"\n[[pci]]\nslot = 3\ntype = "TestDev"\n`,
-        'vm.toml:5:8: pci[0].type: unknown pci device type "TestDev"; known: "testdev"; did you mean "testdev"?',
+        'vm.toml:5:8: pci[0].type: unknown pci device type "TestDev"; known: "testdev", "virtio-blk", "virtio-net", "virtio-console" or "virtio-rng"; did you mean "testdev"?',
       ],
       [
         `[boot]\nkind = "probe"\n[console]\ncom1 = "STDIO"\n`,

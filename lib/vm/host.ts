@@ -24,6 +24,7 @@ import { TimerTable } from "../timers.ts";
 import { OutputRing } from "../output.ts";
 import { WRITER_BELL } from "../output_constants.ts";
 import { VmControl } from "./vm_control.ts";
+import { signalEventfd } from "../virtio/host_io.ts";
 
 /** The shared pieces of a VM every thread binds (all plain data or SharedArrayBuffers). */
 export interface VmShared {
@@ -44,6 +45,8 @@ export interface VmShared {
   /** The console writer's control block (lib/output_worker.ts); its bell is rung after each write. */
   readonly writer: SharedArrayBuffer;
   readonly strictIo: boolean;
+  /** The MSI routes of the virtio devices' irqfds (lib/virtio/msi_routes.ts). */
+  readonly msiRoutes: SharedArrayBuffer;
 }
 
 /**
@@ -72,7 +75,11 @@ export interface ThreadHost {
 }
 
 /** Builds the calling thread's host. `attached` is filled as devices attach. */
-export function threadHost(shared: VmShared, attached: Map<string, AttachedDevice>): ThreadHost {
+export function threadHost(
+  shared: VmShared,
+  attached: Map<string, AttachedDevice>,
+  overrides: Partial<Pick<DeviceContext, "msi">> = {},
+): ThreadHost {
   const c = libc();
   const control = new VmControl(shared.control);
   const timers = new TimerTable(shared.timers);
@@ -122,6 +129,8 @@ export function threadHost(shared: VmShared, attached: Map<string, AttachedDevic
     hostTime: () => Date.now() / 1000,
     picOnlyGsi,
     pitHpetLegacy: (on) => setPitHpetLegacy(shared.vmFd, on),
+    signal: signalEventfd,
+    ...overrides,
   };
   return { control, timers, context, now, clockRate: rate };
 }
@@ -141,9 +150,10 @@ export function attachAll(
   shared: VmShared,
   specs: readonly DeviceSpec[],
   policy: UnclaimedPolicy,
+  overrides: Partial<Pick<DeviceContext, "msi">> = {},
 ): { host: ThreadHost; devices: ThreadDevices } {
   const byName = new Map<string, AttachedDevice>();
-  const host = threadHost(shared, byName);
+  const host = threadHost(shared, byName, overrides);
   const lock: DeviceLock = host.control.lock;
   const pio = new PortBus(lock, policy);
   const mmio = new MmioBus(lock, policy);

@@ -46,7 +46,21 @@ import { KVM_CAP } from "../../cpu/kvm_abi.ts";
 import { libc } from "../../cpu/libc.ts";
 import { type CpuPlace, cpuPlaces } from "../../cpu/topology.ts";
 import type { VcpuWorkerInit } from "../../cpu/vcpu_worker.ts";
-import { type DeviceSpec, DeviceSpecs } from "../../devices/registry.ts";
+import { type DeviceSpec, DeviceSpecs, pciFunctionName } from "../../devices/registry.ts";
+import {
+  IO_STOP,
+  IO_STOPPED,
+  isVirtio,
+  openVirtioHost,
+  VIRTIO_QUEUES,
+  type VirtioHostSpec,
+  type VirtioPciConfig,
+  virtioVectors,
+} from "../virtio/spec.ts";
+import type { IoWorkerInit, IoWorkerMessage } from "../virtio/io_worker.ts";
+import { signalEventfd } from "../virtio/host_io.ts";
+import { MsiRouteTable } from "../virtio/msi_routes.ts";
+import { VirtioPciFunction } from "../../devices/virtio/pci.ts";
 import { type LoadedPayload, loadPayload } from "../boot/payload.ts";
 import { openConsoleFile } from "../console_file.ts";
 import { showPath } from "../quote.ts";
@@ -58,7 +72,7 @@ import {
 } from "../firmware/tables.ts";
 import type { ConsoleBackend, VmConfig } from "../config.ts";
 import { attachAll, type ThreadDevices, type ThreadHost, type VmShared } from "./host.ts";
-import { gsiRoutes, IrqLineTable } from "../irq.ts";
+import { IrqLineTable } from "../irq.ts";
 import { type MemoryLayout, MMIO } from "../layout.ts";
 import { type HostMemory, mapGuestRam } from "../memory.ts";
 import { IRQ, PORT } from "../platform.ts";
@@ -158,6 +172,7 @@ function localUtcOffsetSeconds(): number {
 export function platformDeviceSpecs(
   config: VmConfig,
   platform = describePlatform(config),
+  virtioHosts: ReadonlyMap<string, VirtioHostSpec> = new Map(),
 ): DeviceSpecs {
   const specs = new DeviceSpecs();
   if (config.console.com1.kind !== "none") {
@@ -178,7 +193,8 @@ export function platformDeviceSpecs(
     highmemSize: platform.layout.highmemSize,
   });
   specs.add("hpet", "hpet", { address: platform.hpet.address });
-  const fns = platform.pciFunctions.filter((f) => f.model === "testdev");
+  const users = new Map(config.pci.map((p) => [`${p.slot}.${p.function}`, p]));
+  const fns = platform.pciFunctions.filter((f) => users.has(`${f.slot}.${f.function}`));
   specs.add("pci", "pci", {
     ecamBase: platform.ecam.base,
     mem32Start: platform.pciWindows.mem32.start,
@@ -186,12 +202,23 @@ export function platformDeviceSpecs(
     mem64Start: platform.pciWindows.mem64.start,
     mem64End: platform.pciWindows.mem64.end,
     pirqIrqs: [...platform.routing.pirqIrqs],
-    functions: fns.map((f) => ({
-      slot: f.slot,
-      function: f.function,
-      model: f.model,
-      intx: f.intx,
-    })),
+    functions: fns.map((f) => {
+      const p = users.get(`${f.slot}.${f.function}`)!;
+      const host = virtioHosts.get(pciFunctionName(f));
+      return {
+        slot: f.slot,
+        function: f.function,
+        model: f.model,
+        intx: f.intx,
+        virtio: isVirtio(p)
+          ? {
+            options: virtioModelOptions(p),
+            queueFds: host?.queueFds ?? Array(VIRTIO_QUEUES[p.type]).fill(-1),
+            wakeFd: host?.wakeFd ?? -1,
+          }
+          : undefined,
+      };
+    }),
   });
   config.devices.forEach((d, i) => {
     specs.add(d.type, `${d.type}${config.devices.length > 1 ? i : ""}`, {
@@ -200,6 +227,18 @@ export function platformDeviceSpecs(
     });
   });
   return specs;
+}
+
+/** The plain-data options of a virtio function's model (devices/virtio/models.ts). */
+function virtioModelOptions(p: VirtioPciConfig): Record<string, unknown> {
+  switch (p.type) {
+    case "virtio-blk":
+      return { size: p.size, readonly: p.readonly, serial: p.serial, discard: p.discard };
+    case "virtio-net":
+      return { mac: p.mac.split(":").map((x) => parseInt(x, 16)) };
+    default:
+      return {};
+  }
 }
 
 /** One KVM incarnation of the machine (rebuilt by a VM reset). */
@@ -258,6 +297,10 @@ export class Machine {
   readonly #runSize: number;
   readonly #timers: TimerTable;
   readonly #lines: IrqLineTable;
+  /** The virtio functions' host sides, by function name. */
+  readonly #virtio: ReadonlyMap<string, VirtioHostSpec>;
+  /** Their irqfds' MSI routes. */
+  readonly #msiRoutes: MsiRouteTable;
   /** Console output rings by output id (null: the output goes nowhere). */
   readonly #outputs: readonly (OutputRing | null)[];
   /** The console writer thread and its control block. */
@@ -280,11 +323,16 @@ export class Machine {
     outputs: readonly OutputFd[],
     resources: Cleanups,
     safety: { unmapRam: boolean },
+    virtio: ReadonlyMap<string, VirtioHostSpec>,
   ) {
     this.config = config;
     this.layout = platform.layout;
     this.memory = memory;
-    const specs = platformDeviceSpecs(config, platform);
+    this.#virtio = virtio;
+    this.#msiRoutes = new MsiRouteTable(
+      [...virtio.values()].reduce((n, v) => n + v.irqFds.length, 0),
+    );
+    const specs = platformDeviceSpecs(config, platform, virtio);
     this.specs = specs.list;
     this.platform = platform;
     this.kvmFd = kvmFd;
@@ -357,6 +405,15 @@ export class Machine {
       for (const port of ["com1", "com2"] as const) {
         outputs.push(await openOutput(port, config.console[port], options));
       }
+      // The virtio devices' images, taps and sockets, and their eventfds.
+      const virtio = new Map<string, VirtioHostSpec>();
+      let routeSlot = 0;
+      for (const p of config.pci.filter(isVirtio)) {
+        const h = openVirtioHost(p, routeSlot);
+        routeSlot += virtioVectors(p.type);
+        resources.add(h.close);
+        virtio.set(pciFunctionName({ model: p.type, slot: p.slot, function: p.function }), h.spec);
+      }
       await checkpoint(options.signal);
       const machine = new Machine(
         config,
@@ -369,6 +426,7 @@ export class Machine {
         outputs,
         resources,
         safety,
+        virtio,
       );
       await checkpoint(options.signal);
       machine.#instance = await machine.#createInstance(true, spawned, options.signal);
@@ -453,6 +511,7 @@ export class Machine {
     this.memory.discard();
     this.#timers.disarmAll();
     this.#lines.clearAll();
+    this.#msiRoutes.clear();
     this.control.clearSuspend();
     this.#instance = await this.#createInstance(false);
   }
@@ -502,6 +561,17 @@ export class Machine {
     }
   }
 
+  /** The virtio devices' counters by function name (VirtioPciFunction.stats); empty while no instance. */
+  virtioStats(): Record<string, ReturnType<VirtioPciFunction["stats"]>> {
+    const out: Record<string, ReturnType<VirtioPciFunction["stats"]>> = {};
+    const pci = this.#instance?.devices.devices.find((d) => d.pciFunction);
+    for (const name of this.#virtio.keys()) {
+      const fn = pci?.pciFunction?.(name);
+      if (fn instanceof VirtioPciFunction) out[name] = fn.stats();
+    }
+    return out;
+  }
+
   /** Releases everything: the instance, then the resources. Idempotent. */
   close(): void {
     this.#instance?.close();
@@ -527,9 +597,46 @@ export class Machine {
       Atomics.store(timerStop, TIMER_STOP, 1);
       this.#timers.wake();
     };
+    // One I/O thread per virtio device (lib/virtio/io_worker.ts).
+    const io = [...this.#virtio].map(([device, host]) => {
+      const p = this.config.pci.find((f) =>
+        pciFunctionName({ model: f.type, slot: f.slot, function: f.function }) === device
+      );
+      const tuning = p && p.type !== "testdev" ? p : {};
+      const worker = new Worker(new URL("../virtio/io_worker.ts", import.meta.url), {
+        type: "module",
+        name: `io ${device}`,
+      });
+      worker.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        control.requestSuspend({ kind: "error", message: `I/O thread of ${device}: ${e.message}` });
+      };
+      worker.onmessage = (e: MessageEvent<IoWorkerMessage>) => {
+        const m = e.data;
+        if (m.type === "log") {
+          if (m.level === "error") log.error("{message}", { message: m.message });
+          else if (m.level === "warning") log.warn("{message}", { message: m.message });
+          else log.debug("{message}", { message: m.message });
+        }
+      };
+      return {
+        device,
+        host,
+        worker,
+        tuning: tuning as { ioeventfd?: boolean; irqfd?: boolean },
+        stop: new Int32Array(new SharedArrayBuffer(8)),
+      };
+    });
+    const stopIoThreads = () => {
+      for (const t of io) {
+        Atomics.store(t.stop, IO_STOP, 1);
+        signalEventfd(t.host.wakeFd);
+      }
+    };
     const terminateWorkers = () => {
       stopTimerThread();
-      for (const w of [...vcpuWorkers, timerWorker]) w.terminate();
+      stopIoThreads();
+      for (const w of [...vcpuWorkers, timerWorker, ...io.map((t) => t.worker)]) w.terminate();
     };
     // KVM resources, released in reverse order: run pages, vCPU fds, then the VM fd.
     const kvm = new Cleanups();
@@ -551,7 +658,7 @@ export class Machine {
       // KVM_PIT_SPEAKER_DUMMY makes KVM serve port 0x61 (PIT channel 2 gate and output,
       // used by guests to calibrate timers); without it the port would be unclaimed.
       createPit2(vmFd, KVM_PIT_SPEAKER_DUMMY);
-      setGsiRouting(vmFd, gsiRoutes());
+      setGsiRouting(vmFd, this.#msiRoutes.table());
       // Level-triggered in the ELCR: the SCI and the ISA IRQs the PIRQs are routed to.
       setPicLevelIrqs(vmFd, [IRQ.sci, ...this.platform.routing.levelIrqs]);
 
@@ -585,6 +692,7 @@ export class Machine {
         outputs: this.#outputs.map((r) => r?.buffer ?? null),
         writer: this.#writerControl.buffer,
         strictIo: config.vm.strictIo,
+        msiRoutes: this.#msiRoutes.buffer,
       };
       await checkpoint(signal);
       const { host, devices } = attachAll(shared, this.specs, {
@@ -597,6 +705,20 @@ export class Machine {
       timerWorker.postMessage(
         { shared, specs: this.specs, stop: timerStop.buffer } satisfies TimerWorkerInit,
       );
+      for (const t of io) {
+        t.worker.postMessage(
+          {
+            shared,
+            specs: this.specs,
+            memory: { base: this.memory.base, span: this.memory.span, ranges: this.layout.ram },
+            device: t.device,
+            host: t.host,
+            stop: t.stop.buffer,
+            ioeventfd: t.tuning.ioeventfd ?? config.vm.ioeventfd,
+            irqfd: t.tuning.irqfd ?? config.vm.irqfd,
+          } satisfies IoWorkerInit,
+        );
+      }
 
       // Firmware tables (ACPI, MP) in the firmware area, then the boot payload and the BSP's entry state.
       await checkpoint(signal);
@@ -646,6 +768,13 @@ export class Machine {
           }
         }
         if (!await waitFlag(timerStop, TIMER_STOPPED, deadline)) late.push("the timer thread");
+        // The I/O threads finish the request they serve (a disk write lands), then stop.
+        stopIoThreads();
+        for (const t of io) {
+          if (!await waitFlag(t.stop, IO_STOPPED, deadline)) {
+            late.push(`the I/O thread of ${t.device}`);
+          }
+        }
         return late;
       };
       return {
