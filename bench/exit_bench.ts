@@ -24,12 +24,16 @@
  *    through the vCPU's thread (bench/ctl_bench.ts).
  * 5. The VM's scale: peak RSS and start time for 1, 8 and 64 vCPUs
  *    (bench/scale_bench.ts).
+ * 6. virtio-blk inside Linux: guest-side sequential O_DIRECT throughput
+ *    next to the host's on the same files, and exits per MiB, with
+ *    ioeventfd/irqfd on and off (bench/virtio_bench.ts; one Linux boot,
+ *    about seven minutes here; `--no-linux` skips it).
  *
  * Timings on our machines are noisy (guest ring 0 is emulated): the runs
  * alternate and medians are compared, never absolute numbers across runs.
  *
  * Usage: deno task bench [--iterations N] [--runs R] [--fallback-iterations F]
- * [--ctl-round-trips C]
+ * [--ctl-round-trips C] [--no-linux]
  *
  * @module
  */
@@ -37,10 +41,12 @@ import { buildGuest, OUTLOOP_COUNT_OFFSET } from "../tests/guests/build.ts";
 import { flatGuestToml } from "../tests/helpers.ts";
 import { ctlBench } from "./ctl_bench.ts";
 import { scaleBench } from "./scale_bench.ts";
+import { virtioBench } from "./virtio_bench.ts";
 
 const args = new Map<string, string>();
-for (let i = 0; i < Deno.args.length; i += 2) {
-  args.set(Deno.args[i].replace(/^--/, ""), Deno.args[i + 1]);
+const argv = Deno.args.filter((a) => a !== "--no-linux");
+for (let i = 0; i < argv.length; i += 2) {
+  args.set(argv[i].replace(/^--/, ""), argv[i + 1]);
 }
 const ITERATIONS = Number(args.get("iterations") ?? 100_000);
 const RUNS = Number(args.get("runs") ?? 5);
@@ -147,6 +153,8 @@ try {
   await ctlBench(CTL_ROUND_TRIPS);
   // Part 5: peak RSS and start time by vCPU count (bench/scale_bench.ts).
   await scaleBench();
+  // Part 6: virtio-blk throughput inside Linux (bench/virtio_bench.ts).
+  if (!Deno.args.includes("--no-linux")) await virtioBench();
 } finally {
   await Deno.remove(dir, { recursive: true });
 }
