@@ -83,6 +83,78 @@ else check pm_timer fail "acpi_pm is not a clocksource"; fi
 # kernel logs (segfaults, traps: "segfault at", "trap ... ip").
 dmesg_check userspace 'segfault at|traps: |general protection fault'
 
+# dhyve.virtio on the kernel command line: the virtio devices of
+# tests/linux_virtio_test.ts (a writable ext4 disk, a read-only disk, a NIC on
+# a tap with the host at 10.0.2.2, a console port on a unix socket, an
+# entropy source) are used from inside Linux.
+load_virtio() { # the virtio modules, in dependency order (tools/fetch_linux.ts LINUX_MODULES)
+  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+    virtio_blk virtio-rng virtio_console failover net_failover virtio_net; do
+    insmod /lib/modules/$m.ko || check "module.$m" fail "insmod $m"
+  done
+  sleep 1
+}
+# dhyve.bench=MIB (bench/virtio_bench.ts): sequential O_DIRECT writes, then
+# reads, of MIB MiB in 1 MiB blocks on each virtio disk, as dd reports them.
+bench=$(sed -n 's/.*dhyve\.bench=\([0-9]*\).*/\1/p' /proc/cmdline)
+if [ -n "$bench" ]; then
+  load_virtio
+  for d in /sys/block/vd*; do
+    d=$(basename "$d")
+    say "bench.$d.write: $(dd if=/dev/zero of=/dev/$d bs=1M count=$bench oflag=direct 2>&1 | tail -1)"
+    say "bench.$d.read: $(dd if=/dev/$d of=/dev/null bs=1M count=$bench iflag=direct 2>&1 | tail -1)"
+  done
+fi
+if grep -qw 'dhyve.virtio' /proc/cmdline; then
+  load_virtio
+  for d in /sys/bus/virtio/devices/*; do
+    [ -e "$d/device" ] && say "virtio: $(basename "$d") device=$(cat "$d/device") driver=$(basename "$(readlink "$d/driver")")"
+  done
+  # The writable disk: ext4 made by the test; a file written here must be in the image on the host.
+  mkdir -p /mnt
+  if mount -t ext4 /dev/vda /mnt; then
+    echo "written by the guest through virtio-blk" > /mnt/f
+    sync
+    say "blk.read: $(cat /mnt/hello 2>/dev/null)"
+    umount /mnt && check virtio.blk ok "$(cat /sys/block/vda/size) sectors, serial $(cat /sys/block/vda/serial 2>/dev/null)"
+  else check virtio.blk fail "cannot mount /dev/vda"; fi
+  # The read-only disk: the kernel sees it read-only and refuses a write
+  # (blkdev_write_iter: EPERM on a read-only block device).
+  ro=$(cat /sys/block/vdb/ro 2>/dev/null)
+  out=$(dd if=/dev/zero of=/dev/vdb bs=512 count=1 oflag=direct 2>&1)
+  if [ "$ro" = 1 ] && echo "$out" | grep -qiE 'read-only|not permitted'; then
+    check virtio.blk_readonly ok "ro=1, write refused: $(echo "$out" | head -1)"
+  else check virtio.blk_readonly fail "ro=$ro, dd said: $(echo "$out" | tr '\n' '|')"; fi
+  # Entropy: the virtio RNG is the hwrng and gives bytes.
+  rng=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)
+  n=$(dd if=/dev/hwrng bs=32 count=1 2>/dev/null | wc -c)
+  case "$rng" in
+  virtio_rng*) [ "$n" = 32 ] && check virtio.rng ok "$rng gave $n bytes" || check virtio.rng fail "$rng gave $n bytes" ;;
+  *) check virtio.rng fail "hwrng is '$rng'" ;;
+  esac
+  # The network: a TCP echo through the tap to the test's listener on the host.
+  ip link set lo up
+  ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
+  say "net.mac: $(cat /sys/class/net/eth0/address 2>/dev/null)"
+  reply=$(echo "ping through virtio-net" | nc -w 10 10.0.2.2 7777)
+  if [ "$reply" = "echo: ping through virtio-net" ]; then check virtio.net ok "$reply"
+  else check virtio.net fail "reply '$reply'"; fi
+  # The console port: a line each way with the test on the socket. hvc0 stays
+  # open throughout (fd 3): a line that arrives while no process has the tty
+  # open would be dropped with the tty when its last user closes it.
+  # (A failed redirection of `exec` would end this shell, and init with it:
+  # the device is opened once in a subshell first.)
+  if [ -c /dev/hvc0 ] && (: <>/dev/hvc0) 2>/dev/null; then
+    exec 3<>/dev/hvc0
+    stty raw -echo <&3
+    echo "guest to host through virtio-console" >&3
+    line=$(timeout 60 head -n 1 <&3)
+    exec 3>&-
+    if [ "$line" = "host to guest through virtio-console" ]; then check virtio.console ok "$line"
+    else check virtio.console fail "read '$line'"; fi
+  else check virtio.console fail "cannot open /dev/hvc0"; fi
+fi
+
 say "uptime: $(cut -d' ' -f1 /proc/uptime)"
 # dhyve.end=reboot on the kernel command line: end with a reboot (the tests
 # check both ways out).

@@ -15,26 +15,9 @@ import { apicIdOf } from "../cpu/topology.ts";
 import { loadConfig } from "../lib/config.ts";
 import { fetchLinux, linuxCache } from "../tools/fetch_linux.ts";
 import { dhyve, MAIN, Scratch, SLOW_TESTS, testEnv } from "./helpers.ts";
+import { parseInitLines, runLinux } from "./_linux.ts";
 
 const CONFIG = new URL("../configs/linux.toml", import.meta.url).pathname;
-const TIMEOUT_S = Number(Deno.env.get("DHYVE_LINUX_TIMEOUT_S") ?? 1500);
-
-/** One `dhyve-init: KEY: VALUE` line of the init script. */
-const LINE = /^dhyve-init: ([\w.]+)(?:: (.*))?$/;
-
-/** Parses init's lines into key -> value (the first value of a repeated key wins, `pci` collects). */
-export function parseInitLines(console: string): { facts: Map<string, string>; pci: string[] } {
-  const facts = new Map<string, string>();
-  const pci: string[] = [];
-  for (const raw of console.split(/\r?\n/)) {
-    const m = raw.trim().match(LINE);
-    if (!m) continue;
-    const [, key, value = ""] = m;
-    if (key === "pci") pci.push(value);
-    else if (!facts.has(key)) facts.set(key, value);
-  }
-  return { facts, pci };
-}
 
 /** The checks the init script must report, each "ok ...". */
 const REQUIRED_CHECKS = [
@@ -72,45 +55,7 @@ async function bootToInit(end: "poweroff" | "reboot"): Promise<void> {
   }
   const config = await loadConfig(toml);
   try {
-    const t0 = performance.now();
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "up", toml, "--report", report],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: testEnv(),
-    }).spawn();
-    // At the limit: SIGTERM twice (dhyve forces a poweroff and still writes
-    // its report, with the fallback counts), SIGKILL if that is not enough.
-    const timers: ReturnType<typeof setTimeout>[] = [];
-    const kill = (sig: Deno.Signal) => {
-      try {
-        child.kill(sig);
-      } catch { /* already gone */ }
-    };
-    timers.push(setTimeout(() => {
-      kill("SIGTERM");
-      timers.push(setTimeout(() => kill("SIGTERM"), 1000));
-      timers.push(setTimeout(() => kill("SIGKILL"), 15_000));
-    }, TIMEOUT_S * 1000));
-    let stdout = "";
-    let firstInitMs: number | undefined;
-    const dec = new TextDecoder();
-    const readOut = (async () => {
-      for await (const chunk of child.stdout) {
-        stdout += dec.decode(chunk, { stream: true });
-        if (firstInitMs === undefined && stdout.includes("dhyve-init: ")) {
-          firstInitMs = performance.now() - t0;
-        }
-      }
-    })();
-    const errText = new Response(child.stderr).text();
-    const status = await child.status;
-    timers.forEach((t) => clearTimeout(t));
-    await readOut;
-    const stderr = await errText;
-    const totalMs = performance.now() - t0;
-
+    const { status, stdout, stderr, firstInitMs, totalMs } = await runLinux(toml, report);
     const tail = (s: string, n: number) => s.split("\n").slice(-n).join("\n");
     const context = `\n--- console (last 40 lines) ---\n${tail(stdout, 40)}\n--- stderr ---\n${
       tail(stderr, 30)

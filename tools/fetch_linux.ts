@@ -10,9 +10,11 @@
  *   the lz4, xz or zstd command (Debian 12's kernel is lz4; the tool is
  *   installed with apt-get when missing);
  * - `busybox`: the static busybox binary;
- * - `initramfs.cpio.gz`: busybox, configs/linux-init.sh as /init and a few
- *   device nodes, built with lib/initramfs.ts; `initramfs.cpio`, the same
- *   archive uncompressed.
+ * - `modules/`: the kernel's virtio modules ({@linkcode LINUX_MODULES}: the
+ *   cloud kernel builds its virtio drivers as modules);
+ * - `initramfs.cpio.gz`: busybox, configs/linux-init.sh as /init, the
+ *   modules in /lib/modules/ and a few device nodes, built with
+ *   lib/initramfs.ts; `initramfs.cpio`, the same archive uncompressed.
  *
  * Downloading is skipped when the cache holds the files already; the
  * initramfs is rebuilt when the init script changed. `linuxCache()` tells
@@ -34,6 +36,30 @@ export const LINUX_PACKAGES = Object.freeze({
   kernel: "linux-image-cloud-amd64",
   busybox: "busybox-static",
 });
+
+/**
+ * The kernel modules the initramfs carries, in load order (each after what
+ * it depends on, as the modules' `depends=` say): the virtio PCI transport
+ * and the block, entropy, console and network drivers.
+ */
+export const LINUX_MODULES: readonly string[] = [
+  "drivers/virtio/virtio_ring.ko",
+  "drivers/virtio/virtio.ko",
+  "drivers/virtio/virtio_pci_modern_dev.ko",
+  "drivers/virtio/virtio_pci_legacy_dev.ko",
+  "drivers/virtio/virtio_pci.ko",
+  "drivers/block/virtio_blk.ko",
+  "drivers/char/hw_random/virtio-rng.ko",
+  "drivers/char/virtio_console.ko",
+  "net/core/failover.ko",
+  "drivers/net/net_failover.ko",
+  "drivers/net/virtio_net.ko",
+];
+
+/** A module's file name in the cache and the initramfs (its basename). */
+function moduleName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
 
 /** Device nodes in the initramfs (lib/initramfs.ts device spec lines). */
 export const LINUX_INITRAMFS_DEVICES =
@@ -64,6 +90,8 @@ export interface LinuxCache {
   readonly initramfsRaw: string;
   /** The static busybox binary. */
   readonly busybox: string;
+  /** The directory of the kernel modules ({@linkcode LINUX_MODULES}). */
+  readonly modules: string;
   /** The kernel's build configuration (/boot/config-VERSION). */
   readonly config: string;
   /** The kernel release ("6.1.0-57-cloud-amd64"), or null before the first fetch. */
@@ -110,13 +138,19 @@ export function linuxCache(dir: string = LINUX_CACHE_DIR): LinuxCache {
     initramfs: `${dir}/initramfs.cpio.gz`,
     initramfsRaw: `${dir}/initramfs.cpio`,
     busybox: `${dir}/busybox`,
+    modules: `${dir}/modules`,
     config: `${dir}/config`,
   };
   const manifest = readManifest(dir);
   const ready = manifest !== null &&
-    [paths.vmlinuz, paths.vmlinux, paths.initramfs, paths.initramfsRaw, paths.busybox].every(
-      exists,
-    );
+    [
+      paths.vmlinuz,
+      paths.vmlinux,
+      paths.initramfs,
+      paths.initramfsRaw,
+      paths.busybox,
+      ...LINUX_MODULES.map((m) => `${paths.modules}/${moduleName(m)}`),
+    ].every(exists);
   return { ...paths, kernelVersion: manifest?.kernelVersion ?? null, ready };
 }
 
@@ -240,13 +274,29 @@ export async function extractVmlinux(
   }
 }
 
-/** Builds the initramfs: busybox as /bin/busybox (+ /bin/sh), the init script as /init, device nodes. */
+/**
+ * Builds the initramfs: busybox as /bin/busybox (+ /bin/sh), the init script
+ * as /init, the `modules` (name -> bytes) in /lib/modules/, device nodes.
+ */
 export async function buildLinuxInitramfs(
   busybox: Uint8Array,
   initScript: Uint8Array,
   compress = true,
+  modules: ReadonlyMap<string, Uint8Array> = new Map(),
 ): Promise<Uint8Array> {
   const entries: CpioEntry[] = [
+    ...(modules.size > 0
+      ? [
+        { path: "lib", type: "dir", perm: 0o755 } as CpioEntry,
+        { path: "lib/modules", type: "dir", perm: 0o755 } as CpioEntry,
+      ]
+      : []),
+    ...[...modules].map(([name, data]): CpioEntry => ({
+      path: `lib/modules/${name}`,
+      type: "file",
+      perm: 0o644,
+      data,
+    })),
     { path: "bin/busybox", type: "file", perm: 0o755, data: busybox },
     { path: "bin/sh", type: "symlink", perm: 0o777, target: "busybox" },
     { path: "init", type: "file", perm: 0o755, data: initScript },
@@ -276,7 +326,13 @@ export async function fetchLinux(opts: FetchOptions = {}): Promise<LinuxCache> {
   await Deno.mkdir(dir, { recursive: true });
   let c = linuxCache(dir);
   const downloaded = readManifest(dir) !== null &&
-    [c.vmlinuz, c.vmlinux, c.busybox, c.config].every(exists);
+    [
+      c.vmlinuz,
+      c.vmlinux,
+      c.busybox,
+      c.config,
+      ...LINUX_MODULES.map((m) => `${c.modules}/${moduleName(m)}`),
+    ].every(exists);
   if (downloaded && !opts.force) {
     log(`fetch-linux: ${dir} already holds kernel ${c.kernelVersion}; nothing to download`);
   } else {
@@ -305,6 +361,13 @@ export async function fetchLinux(opts: FetchOptions = {}): Promise<LinuxCache> {
       // (Debian's System.map is a stub: the real one is in the -dbg package.)
       await Deno.copyFile(`${tmp}/root/boot/config-${version}`, `${dir}/config`);
       await Deno.copyFile(`${tmp}/root/bin/busybox`, `${dir}/busybox`);
+      await Deno.mkdir(c.modules, { recursive: true });
+      for (const m of LINUX_MODULES) {
+        await Deno.copyFile(
+          `${tmp}/root/lib/modules/${version}/kernel/${m}`,
+          `${c.modules}/${moduleName(m)}`,
+        );
+      }
       await Deno.chmod(`${dir}/busybox`, 0o755);
       const bz = await Deno.readFile(`${dir}/vmlinuz`);
       log(`fetch-linux: extracting vmlinux from ${vmlinuzName}`);
@@ -329,13 +392,22 @@ export async function fetchLinux(opts: FetchOptions = {}): Promise<LinuxCache> {
   c = linuxCache(dir);
   const initTime = await mtime(LINUX_INIT_SCRIPT);
   if (initTime < 0) throw new Error(`fetch-linux: the init script ${LINUX_INIT_SCRIPT} is missing`);
-  const inputs = Math.max(initTime, await mtime(c.busybox));
+  const modulePaths = LINUX_MODULES.map((m) => `${c.modules}/${moduleName(m)}`);
+  const inputs = Math.max(
+    initTime,
+    await mtime(c.busybox),
+    ...await Promise.all(modulePaths.map(mtime)),
+  );
   const stale = Math.min(await mtime(c.initramfs), await mtime(c.initramfsRaw)) < inputs;
   if (opts.force || stale) {
     const busybox = await Deno.readFile(c.busybox);
     const init = await Deno.readFile(LINUX_INIT_SCRIPT);
+    const modules = new Map<string, Uint8Array>();
+    for (const m of LINUX_MODULES) {
+      modules.set(moduleName(m), await Deno.readFile(`${c.modules}/${moduleName(m)}`));
+    }
     for (const [path, compress] of [[c.initramfs, true], [c.initramfsRaw, false]] as const) {
-      const image = await buildLinuxInitramfs(busybox, init, compress);
+      const image = await buildLinuxInitramfs(busybox, init, compress, modules);
       await Deno.writeFile(path, image);
       log(`fetch-linux: wrote ${path} (${image.length} bytes)`);
     }
