@@ -254,7 +254,7 @@ async function up(
         exit,
         vcpus: running.stats(),
         unclaimed: running.machine.control.unclaimed,
-        virtio: running.machine.virtioStats(),
+        virtio: running.virtioStats(),
       };
       let bytes = new TextEncoder().encode(JSON.stringify(json, null, 2) + "\n");
       while (bytes.length) bytes = bytes.subarray(await report.write(bytes));

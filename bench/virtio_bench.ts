@@ -27,10 +27,15 @@ import { parseInitLines, runLinux } from "../tests/_linux.ts";
 
 const CONFIG = new URL("../configs/linux.toml", import.meta.url).pathname;
 
-/** Bytes and seconds of a dd summary line (GNU: "N bytes (...) copied, S s, ..."; busybox: "N bytes (...) copied, S seconds, ..."). */
+/**
+ * Bytes and seconds of a dd run: GNU dd's summary line ("N bytes (...)
+ * copied, S s, ..."), or the init script's "bytes=N seconds=S" (busybox's dd
+ * does not time itself).
+ */
 export function parseDd(line: string): { bytes: number; seconds: number } | undefined {
-  const m = line.match(/(\d+) bytes .*copied, ([\d.]+) s/);
-  return m ? { bytes: Number(m[1]), seconds: Number(m[2]) } : undefined;
+  const m = line.match(/(\d+) bytes .*copied, ([\d.]+) s/) ??
+    line.match(/bytes=(\d+) seconds=([\d.]+)/);
+  return m && Number(m[2]) > 0 ? { bytes: Number(m[1]), seconds: Number(m[2]) } : undefined;
 }
 
 async function hostDd(args: string[]): Promise<{ bytes: number; seconds: number }> {

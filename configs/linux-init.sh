@@ -95,14 +95,23 @@ load_virtio() { # the virtio modules, in dependency order (tools/fetch_linux.ts 
   sleep 1
 }
 # dhyve.bench=MIB (bench/virtio_bench.ts): sequential O_DIRECT writes, then
-# reads, of MIB MiB in 1 MiB blocks on each virtio disk, as dd reports them.
+# reads, of MIB MiB in 1 MiB blocks on each virtio disk. Busybox's dd does not
+# time itself: each run is timed with /proc/uptime (10 ms steps), in guest
+# seconds, and reported as "bytes=N seconds=S".
 bench=$(sed -n 's/.*dhyve\.bench=\([0-9]*\).*/\1/p' /proc/cmdline)
+timed_dd() { # timed_dd DD-ARGS...: "bytes=N seconds=S", or the error
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  if out=$(dd "$@" bs=1M count=$bench 2>&1); then
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    echo "bytes=$((bench * 1048576)) seconds=$(echo "$t1 $t0" | awk '{printf "%.2f", $1 - $2}')"
+  else echo "failed: $(echo "$out" | tr '\n' '|')"; fi
+}
 if [ -n "$bench" ]; then
   load_virtio
   for d in /sys/block/vd*; do
     d=$(basename "$d")
-    say "bench.$d.write: $(dd if=/dev/zero of=/dev/$d bs=1M count=$bench oflag=direct 2>&1 | tail -1)"
-    say "bench.$d.read: $(dd if=/dev/$d of=/dev/null bs=1M count=$bench iflag=direct 2>&1 | tail -1)"
+    say "bench.$d.write: $(timed_dd if=/dev/zero of=/dev/$d oflag=direct)"
+    say "bench.$d.read: $(timed_dd if=/dev/$d of=/dev/null iflag=direct)"
   done
 fi
 if grep -qw 'dhyve.virtio' /proc/cmdline; then

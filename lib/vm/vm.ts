@@ -152,6 +152,7 @@ export class Vm {
   #closed = false;
   #resets = 0;
   #finalStats: VcpuStats[] | undefined;
+  #finalVirtio: ReturnType<Machine["virtioStats"]> | undefined;
   /** Fallback counts of the instances a reset in place has replaced. */
   readonly #earlierFallbacks = new Map<string, { count: number; ms: number }>();
   /** A host request (poweroff, ...) that came while a guest reset was being handled. */
@@ -495,6 +496,11 @@ export class Vm {
     }
   }
 
+  /** The virtio devices' counters by function name (as they were at the end, once the VM has stopped). */
+  virtioStats(): ReturnType<Machine["virtioStats"]> {
+    return this.#finalVirtio ?? this.machine.virtioStats();
+  }
+
   /** Statistics of every vCPU (as they were at the end, once the VM has stopped). */
   stats(): VcpuStats[] {
     return this.#finalStats ?? this.#collectStats();
@@ -546,6 +552,7 @@ export class Vm {
         await this.#stopVcpus();
         const late = await this.machine.stop(this.#stopTimeoutMs);
         this.#finalStats = this.#collectStats();
+        this.#finalVirtio = this.machine.virtioStats();
         if (late.length > 0) {
           await this.machine.flushOutput();
           const message = `${
