@@ -8,23 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { parseConfig } from "./config.ts";
-import { buildElf, PT_NOTE } from "./boot/_testing.ts";
+import { buildElf, elfNote, PT_NOTE } from "./boot/_testing.ts";
 import { XEN_ELFNOTE_PHYS32_ENTRY } from "./boot/pvh.ts";
 
 const MiB = 1 << 20;
-
-function note(name: string, type: number, desc: Uint8Array): Uint8Array {
-  const n = new TextEncoder().encode(name + "\0");
-  const pad = (x: number) => (x + 3) & ~3;
-  const b = new Uint8Array(12 + pad(n.length) + pad(desc.length));
-  const dv = new DataView(b.buffer);
-  dv.setUint32(0, n.length, true);
-  dv.setUint32(4, desc.length, true);
-  dv.setUint32(8, type, true);
-  b.set(n, 12);
-  b.set(desc, 12 + pad(n.length));
-  return b;
-}
 
 Deno.test("check reads a PVH vmlinux's headers and notes, not the whole file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dhyve-pvh-check-" });
@@ -41,7 +28,7 @@ Deno.test("check reads a PVH vmlinux's headers and notes, not the whole file", a
           data: new Uint8Array(0x1000).fill(0x90),
           memsz: 0x5000,
         },
-        { type: PT_NOTE, paddr: 0, data: note("Xen", XEN_ELFNOTE_PHYS32_ENTRY, entry) },
+        { type: PT_NOTE, paddr: 0, data: elfNote("Xen", XEN_ELFNOTE_PHYS32_ENTRY, entry) },
       ],
     });
     const kernel = `${dir}/vmlinux`;

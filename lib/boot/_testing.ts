@@ -153,3 +153,17 @@ export function buildElf(spec: ElfSpec): Uint8Array {
   });
   return bytes;
 }
+
+/** One ELF note: namesz, descsz, type, name and desc each padded to 4 bytes (System V ABI, "Note Section"). */
+export function elfNote(name: string, type: number, desc: Uint8Array): Uint8Array {
+  const n = new TextEncoder().encode(name + "\0");
+  const pad = (x: number) => (x + 3) & ~3;
+  const b = new Uint8Array(12 + pad(n.length) + pad(desc.length));
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, n.length, true);
+  dv.setUint32(4, desc.length, true);
+  dv.setUint32(8, type, true);
+  b.set(n, 12);
+  b.set(desc, 12 + pad(n.length));
+  return b;
+}

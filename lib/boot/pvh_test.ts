@@ -18,22 +18,8 @@ import {
   XEN_ELFNOTE_PHYS32_ENTRY,
   XEN_HVM_START_MAGIC_VALUE,
 } from "./pvh.ts";
-import { buildElf, initialSregs, PT_NOTE } from "./_testing.ts";
+import { buildElf, elfNote, initialSregs, PT_NOTE } from "./_testing.ts";
 import { linuxCache } from "../../tools/fetch_linux.ts";
-
-/** One ELF note: namesz, descsz, type, name and desc each padded to 4 bytes. */
-function note(name: string, type: number, desc: Uint8Array): Uint8Array {
-  const n = new TextEncoder().encode(name + "\0");
-  const pad = (x: number) => (x + 3) & ~3;
-  const b = new Uint8Array(12 + pad(n.length) + pad(desc.length));
-  const dv = new DataView(b.buffer);
-  dv.setUint32(0, n.length, true);
-  dv.setUint32(4, desc.length, true);
-  dv.setUint32(8, type, true);
-  b.set(n, 12);
-  b.set(desc, 12 + pad(n.length));
-  return b;
-}
 
 const u32 = (v: number) => {
   const b = new Uint8Array(4);
@@ -66,10 +52,10 @@ function vmlinux(opts: { entryDesc?: Uint8Array; noPvh?: boolean; paddr?: number
   const text = new Uint8Array(0x2000);
   for (let i = 0; i < text.length; i++) text[i] = (i * 13 + 5) & 0xff;
   const notes = concat(
-    note("Xen", 6, new TextEncoder().encode("linux\0")),
-    note("GNU", 3, new Uint8Array(20).fill(7)),
+    elfNote("Xen", 6, new TextEncoder().encode("linux\0")),
+    elfNote("GNU", 3, new Uint8Array(20).fill(7)),
     ...(opts.noPvh ? [] : [
-      note("Xen", XEN_ELFNOTE_PHYS32_ENTRY, opts.entryDesc ?? u64(paddr + 0x850)),
+      elfNote("Xen", XEN_ELFNOTE_PHYS32_ENTRY, opts.entryDesc ?? u64(paddr + 0x850)),
     ]),
   );
   return buildElf({
