@@ -37,7 +37,7 @@
  *
  * @module
  */
-import { ChainReader, ChainWriter, type SplitQueue } from "./queue.ts";
+import { ChainReader, ChainWriter, serveAvailable, type SplitQueue } from "./queue.ts";
 import {
   type DescriptorChain,
   featureBit,
@@ -486,19 +486,7 @@ export function createBlkHandler(
     notify(q: number): void {
       const queue = q === 0 ? queues[0] : null;
       if (!queue) return;
-      for (;;) {
-        let served = 0;
-        for (let chain = queue.pop(); chain !== null; chain = queue.pop()) {
-          queue.push(chain.head, serve(chain));
-          served++;
-        }
-        // §2.7.7.2: the queue decides whether the driver wants the interrupt.
-        if (served > 0 && queue.shouldInterrupt()) ctx.interrupt(q);
-        // §2.7.10: re-arm, then look once more: a buffer made available
-        // before the driver saw avail_event brings no notification.
-        queue.armNotification();
-        if (queue.pending() === 0) return;
-      }
+      serveAvailable(queue, serve, () => ctx.interrupt(q));
     },
   };
 }

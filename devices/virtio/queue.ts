@@ -424,6 +424,31 @@ class SegmentCursor {
   }
 }
 
+/**
+ * Serves every available chain of `queue` with `serve` (which returns the
+ * bytes written into the chain, its used length), raises the queue's
+ * interrupt once when the driver wants it (§2.7.7.2), then re-arms
+ * notifications and looks once more, because a buffer made available before
+ * the driver saw the new avail_event brings no notification (§2.7.10).
+ * Throws {@linkcode VirtqueueError} on a malformed ring.
+ */
+export function serveAvailable(
+  queue: SplitQueue,
+  serve: (chain: DescriptorChain) => number,
+  interrupt: () => void,
+): void {
+  for (;;) {
+    let served = 0;
+    for (let chain = queue.pop(); chain !== null; chain = queue.pop()) {
+      queue.push(chain.head, serve(chain));
+      served++;
+    }
+    if (served > 0 && queue.shouldInterrupt()) interrupt();
+    queue.armNotification();
+    if (queue.pending() === 0) return;
+  }
+}
+
 /** Reads a chain's device-readable bytes in order, as one stream across its segments. */
 export class ChainReader {
   readonly #memory: QueueMemory;
