@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../lib/guest_memory.ts";
 import {
   blkIdBytes,
   type BlockBackend,
@@ -16,142 +15,15 @@ import {
 import { SplitQueue } from "./queue.ts";
 import {
   featureBit,
-  type QueueLayout,
   VIRTIO_F,
   VIRTIO_ID,
-  type VirtioQueueContext,
   VIRTQ_AVAIL_F_NO_INTERRUPT,
-  VIRTQ_DESC_F,
   VirtqueueError,
 } from "./types.ts";
-
-// ---------------------------------------------------------------------------
-// A tiny driver: one split queue in 1 MiB of guest RAM (§2.7).
-
-const RAM = 1 << 20;
-const QSIZE = 256;
-const DESC = 0x1000;
-const AVAIL = 0x3000;
-const USED = 0x4000;
-const HEAP = 0x10000;
-
-/** One buffer of a chain. */
-interface Buf {
-  gpa: number;
-  len: number;
-  write: boolean;
-}
-
-class Driver {
-  readonly mem: GuestMemory;
-  readonly layout: QueueLayout;
-  readonly queue: SplitQueue;
-  #desc = 0;
-  #avail = 0;
-  #used = 0;
-  #heap = HEAP;
-
-  constructor(opts: { eventIdx?: boolean; queue?: typeof SplitQueue } = {}) {
-    this.mem = new GuestMemory(new Uint8Array(RAM), [{ name: "ram", gpa: 0, size: RAM }]);
-    this.layout = {
-      size: QSIZE,
-      desc: DESC,
-      avail: AVAIL,
-      used: USED,
-      eventIdx: opts.eventIdx ?? false,
-      indirect: false,
-    };
-    this.queue = new (opts.queue ?? SplitQueue)(this.mem, this.layout);
-  }
-
-  /** A fresh zeroed guest buffer. */
-  alloc(len: number): number {
-    const gpa = this.#heap;
-    this.#heap += (len + 15) & ~15;
-    assert.ok(this.#heap < RAM, "test heap exhausted");
-    return gpa;
-  }
-
-  /** A device-readable buffer holding `bytes`. */
-  ro(bytes: Uint8Array): Buf {
-    const gpa = this.alloc(bytes.length);
-    this.mem.write(gpa, bytes);
-    return { gpa, len: bytes.length, write: false };
-  }
-
-  /** A device-writable buffer of `len` bytes, pre-filled with 0xee. */
-  wo(len: number): Buf {
-    const gpa = this.alloc(len);
-    if (len > 0) this.mem.fill(gpa, len, 0xee);
-    return { gpa, len, write: true };
-  }
-
-  /** Writes a descriptor chain and makes it available; returns its head. */
-  add(bufs: readonly Buf[]): number {
-    const head = this.#desc % QSIZE;
-    bufs.forEach((b, i) => {
-      const index = (this.#desc + i) % QSIZE;
-      const at = DESC + 16 * index;
-      const last = i === bufs.length - 1;
-      this.mem.writeU64(at, BigInt(b.gpa));
-      this.mem.writeU32(at + 8, b.len);
-      this.mem.writeU16(
-        at + 12,
-        (last ? 0 : VIRTQ_DESC_F.next) | (b.write ? VIRTQ_DESC_F.write : 0),
-      );
-      this.mem.writeU16(at + 14, last ? 0 : (index + 1) % QSIZE);
-    });
-    this.#desc += bufs.length;
-    this.mem.writeU16(AVAIL + 4 + 2 * (this.#avail % QSIZE), head);
-    this.#avail = (this.#avail + 1) & 0xffff;
-    this.mem.writeU16(AVAIL + 2, this.#avail);
-    return head;
-  }
-
-  /** Used elements published since the previous call. */
-  takeUsed(): { id: number; len: number }[] {
-    const out = [];
-    const idx = this.mem.readU16(USED + 2);
-    while (this.#used !== idx) {
-      const at = USED + 4 + 8 * (this.#used % QSIZE);
-      out.push({ id: this.mem.readU32(at), len: this.mem.readU32(at + 4) });
-      this.#used = (this.#used + 1) & 0xffff;
-    }
-    return out;
-  }
-
-  setAvailFlags(flags: number): void {
-    this.mem.writeU16(AVAIL, flags);
-  }
-
-  setUsedEvent(v: number): void {
-    this.mem.writeU16(AVAIL + 4 + 2 * QSIZE, v);
-  }
-
-  availEvent(): number {
-    return this.mem.readU16(USED + 4 + 8 * QSIZE);
-  }
-}
+import { AVAIL, type Buf, Driver, FakeContext, QSIZE, RAM } from "./_testing.ts";
 
 // ---------------------------------------------------------------------------
 // Fakes.
-
-class FakeContext implements VirtioQueueContext {
-  readonly config = new Uint8Array(VIRTIO_BLK_CONFIG_SIZE);
-  readonly interrupts: number[] = [];
-  readonly logs: string[] = [];
-  configChanges = 0;
-  constructor(readonly memory: GuestMemory, readonly features: bigint) {}
-  interrupt(q: number): void {
-    this.interrupts.push(q);
-  }
-  configChanged(): void {
-    this.configChanges++;
-  }
-  log(message: string): void {
-    this.logs.push(message);
-  }
-}
 
 /** An in-memory disk that records calls, checks ranges and can be told to fail. */
 class MemBackend implements BlockBackend {
@@ -218,7 +90,7 @@ function setup(o: {
   };
   const d = new Driver({ eventIdx: o.eventIdx, queue: o.queue });
   const features = o.features ?? (virtioBlkModel(options).features | featureBit(VIRTIO_F.version1));
-  const ctx = new FakeContext(d.mem, features);
+  const ctx = new FakeContext(d.mem, features, new Uint8Array(VIRTIO_BLK_CONFIG_SIZE));
   const backend = new MemBackend(o.backendSize ?? options.size, options.readonly);
   const handler = createBlkHandler(ctx, [d.queue], backend, options);
   return { d, ctx, backend, handler, options };

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../lib/guest_memory.ts";
 import {
   CONSOLE_CONFIG,
   type ConsoleBackend,
@@ -7,130 +6,8 @@ import {
   VIRTIO_CONSOLE_F,
   virtioConsoleModel,
 } from "./console.ts";
-import { SplitQueue } from "./queue.ts";
-import {
-  featureBit,
-  VIRTIO_ID,
-  type VirtioQueueContext,
-  VIRTQ_DESC_F,
-  VirtqueueError,
-} from "./types.ts";
-
-// ---------------------------------------------------------------------------
-// A driver-side helper: guest RAM, descriptor tables, avail rings.
-
-const RAM = 1 << 20;
-
-function newMemory(): GuestMemory {
-  return new GuestMemory(new Uint8Array(RAM), [{ name: "ram", gpa: 0, size: RAM }]);
-}
-
-interface Buf {
-  /** Bytes the device reads (device-readable buffer). */
-  readonly data?: Uint8Array;
-  /** A device-writable buffer of this many bytes. */
-  readonly writable?: number;
-}
-
-/** The driver side of one split queue (no EVENT_IDX, no indirect). */
-class Driver {
-  readonly size: number;
-  readonly desc: number;
-  readonly avail: number;
-  readonly used: number;
-  readonly queue: SplitQueue;
-  #mem: GuestMemory;
-  #nextDesc = 0;
-  #availIdx = 0;
-  #usedSeen = 0;
-  #data: number;
-
-  constructor(mem: GuestMemory, base: number, dataBase: number, size = 16) {
-    this.#mem = mem;
-    this.size = size;
-    this.desc = base;
-    this.avail = base + 16 * size;
-    this.used = (this.avail + 6 + 2 * size + 3) & ~3;
-    this.#data = dataBase;
-    this.queue = new SplitQueue(mem, {
-      size,
-      desc: this.desc,
-      avail: this.avail,
-      used: this.used,
-      eventIdx: false,
-      indirect: false,
-    });
-  }
-
-  /** Writes descriptor i raw. */
-  setDesc(i: number, addr: number, len: number, flags: number, next: number): void {
-    const at = this.desc + 16 * i;
-    this.#mem.writeU64(at, BigInt(addr));
-    this.#mem.writeU32(at + 8, len);
-    this.#mem.writeU16(at + 12, flags);
-    this.#mem.writeU16(at + 14, next);
-  }
-
-  /** Makes a chain available; returns its head and the buffers' addresses. */
-  add(bufs: readonly Buf[]): { head: number; addrs: number[] } {
-    const ids = bufs.map(() => this.#nextDesc++ % this.size);
-    const addrs: number[] = [];
-    bufs.forEach((b, k) => {
-      const len = b.data ? b.data.length : b.writable ?? 0;
-      const addr = this.#data;
-      this.#data += (len + 15) & ~15;
-      if (b.data) this.#mem.write(addr, b.data);
-      let flags = b.writable !== undefined ? VIRTQ_DESC_F.write : 0;
-      if (k + 1 < bufs.length) flags |= VIRTQ_DESC_F.next;
-      this.setDesc(ids[k], addr, len, flags, ids[k + 1] ?? 0);
-      addrs.push(addr);
-    });
-    this.publish(ids[0]);
-    return { head: ids[0], addrs };
-  }
-
-  /** Puts head into the avail ring and bumps avail idx. */
-  publish(head: number): void {
-    this.#mem.writeU16(this.avail + 4 + 2 * (this.#availIdx % this.size), head);
-    this.#availIdx = (this.#availIdx + 1) & 0xffff;
-    this.#mem.writeU16(this.avail + 2, this.#availIdx);
-  }
-
-  /** Sets avail flags. */
-  setAvailFlags(flags: number): void {
-    this.#mem.writeU16(this.avail, flags);
-  }
-
-  /** Used elements published since the last call. */
-  takeUsed(): { id: number; len: number }[] {
-    const idx = this.#mem.readU16(this.used + 2);
-    const out = [];
-    while (this.#usedSeen !== idx) {
-      const at = this.used + 4 + 8 * (this.#usedSeen % this.size);
-      out.push({ id: this.#mem.readU32(at), len: this.#mem.readU32(at + 4) });
-      this.#usedSeen = (this.#usedSeen + 1) & 0xffff;
-    }
-    return out;
-  }
-}
-
-function fakeContext(
-  memory: GuestMemory,
-  features = 0n,
-  config: Uint8Array = new Uint8Array(16),
-) {
-  const interrupts: number[] = [];
-  const logs: string[] = [];
-  const ctx: VirtioQueueContext = {
-    memory,
-    features,
-    config,
-    interrupt: (q) => void interrupts.push(q),
-    configChanged: () => {},
-    log: (m) => void logs.push(m),
-  };
-  return { ctx, interrupts, logs };
-}
+import { featureBit, VIRTIO_ID, VIRTQ_DESC_F, VirtqueueError } from "./types.ts";
+import { Driver, fakeContext, newMemory } from "./_testing.ts";
 
 // ---------------------------------------------------------------------------
 // Console fixtures.
@@ -224,8 +101,8 @@ Deno.test("virtio-console model: bad sizes", () => {
 
 Deno.test("virtio-console tx: bytes to the backend, buffers returned (§5.3.6)", () => {
   const { tx, con, h, interrupts } = setup();
-  const a = tx.add([{ data: enc.encode("hello, ") }]);
-  const b = tx.add([{ data: enc.encode("wor") }, { data: enc.encode("ld\n") }]);
+  const a = tx.chain([{ data: enc.encode("hello, ") }]);
+  const b = tx.chain([{ data: enc.encode("wor") }, { data: enc.encode("ld\n") }]);
   h.notify(1);
   assert.equal(con.out, "hello, world\n");
   assert.deepEqual(tx.takeUsed(), [{ id: a.head, len: 0 }, { id: b.head, len: 0 }]);
@@ -237,8 +114,8 @@ Deno.test("virtio-console tx: bytes to the backend, buffers returned (§5.3.6)",
 Deno.test("virtio-console tx: a full backend holds the chain; retried on the next event", () => {
   const { tx, rx, con, h, interrupts } = setup();
   con.room = 3;
-  const a = tx.add([{ data: enc.encode("hel") }, { data: enc.encode("lo") }]);
-  const b = tx.add([{ data: enc.encode(" there") }]);
+  const a = tx.chain([{ data: enc.encode("hel") }, { data: enc.encode("lo") }]);
+  const b = tx.chain([{ data: enc.encode(" there") }]);
   h.notify(1);
   assert.equal(con.out, "hel");
   assert.equal(h.txPending, true);
@@ -273,7 +150,7 @@ Deno.test("virtio-console tx: pollWritableFds() names outFd while output is held
   con.room = 0; // full: takes nothing at first
   const h = createConsoleHandler(ctx, [rx.queue, tx.queue], con);
   assert.deepEqual(h.pollWritableFds!(), []);
-  const a = tx.add([{ data: enc.encode("held ") }, { data: enc.encode("bytes") }]);
+  const a = tx.chain([{ data: enc.encode("held ") }, { data: enc.encode("bytes") }]);
   h.notify(1);
   assert.equal(con.out, "");
   assert.equal(h.txPending, true);
@@ -317,8 +194,8 @@ Deno.test("virtio-console tx: a malformed ring throws VirtqueueError", () => {
 
 Deno.test("virtio-console rx: input into the guest's buffers (§5.3.6)", () => {
   const { mem, rx, con, h, interrupts } = setup();
-  const a = rx.add([{ writable: 4 }]);
-  const b = rx.add([{ writable: 64 }]);
+  const a = rx.chain([{ writable: 4 }]);
+  const b = rx.chain([{ writable: 64 }]);
   con.input = enc.encode("ls -l\n");
   assert.deepEqual(h.pollFds!(), [9]);
   h.ready!(9);
@@ -332,7 +209,7 @@ Deno.test("virtio-console rx: input into the guest's buffers (§5.3.6)", () => {
   // Both buffers used: input is not polled until the guest posts more.
   assert.deepEqual(h.pollFds!(), []);
   // Nothing more now: the buffer waits, the fd stays polled.
-  const c = rx.add([{ writable: 64 }]);
+  const c = rx.chain([{ writable: 64 }]);
   h.notify(0);
   h.ready!(9);
   assert.deepEqual(rx.takeUsed(), []);
@@ -348,7 +225,7 @@ Deno.test("virtio-console rx: no buffers stops polling input; notify(0) resumes"
   h.ready!(9);
   assert.deepEqual(h.pollFds!(), []);
   assert.equal(con.reads, 0);
-  const a = rx.add([{ writable: 64 }]);
+  const a = rx.chain([{ writable: 64 }]);
   h.notify(0);
   assert.deepEqual(rx.takeUsed(), [{ id: a.head, len: 3 }]);
   assert.deepEqual(h.pollFds!(), []); // its only buffer is used

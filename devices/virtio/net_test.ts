@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../lib/guest_memory.ts";
+import type { GuestMemory } from "../../lib/guest_memory.ts";
 import {
   createNetHandler,
   ETH_HLEN,
@@ -11,131 +11,14 @@ import {
   VIRTIO_NET_S_LINK_UP,
   virtioNetModel,
 } from "./net.ts";
-import { SplitQueue } from "./queue.ts";
 import {
   featureBit,
   VIRTIO_ID,
-  type VirtioQueueContext,
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VIRTQ_DESC_F,
   VirtqueueError,
 } from "./types.ts";
-
-// ---------------------------------------------------------------------------
-// A driver-side helper: guest RAM, descriptor tables, avail rings.
-
-const RAM = 1 << 20;
-
-function newMemory(): GuestMemory {
-  return new GuestMemory(new Uint8Array(RAM), [{ name: "ram", gpa: 0, size: RAM }]);
-}
-
-interface Buf {
-  /** Bytes the device reads (device-readable buffer). */
-  readonly data?: Uint8Array;
-  /** A device-writable buffer of this many bytes. */
-  readonly writable?: number;
-}
-
-/** The driver side of one split queue (no EVENT_IDX, no indirect). */
-class Driver {
-  readonly size: number;
-  readonly desc: number;
-  readonly avail: number;
-  readonly used: number;
-  readonly queue: SplitQueue;
-  #mem: GuestMemory;
-  #nextDesc = 0;
-  #availIdx = 0;
-  #usedSeen = 0;
-  #data: number;
-
-  constructor(mem: GuestMemory, base: number, dataBase: number, size = 16, eventIdx = false) {
-    this.#mem = mem;
-    this.size = size;
-    this.desc = base;
-    this.avail = base + 16 * size;
-    this.used = (this.avail + 6 + 2 * size + 3) & ~3;
-    this.#data = dataBase;
-    this.queue = new SplitQueue(mem, {
-      size,
-      desc: this.desc,
-      avail: this.avail,
-      used: this.used,
-      eventIdx,
-      indirect: false,
-    });
-  }
-
-  /** Writes descriptor i raw. */
-  setDesc(i: number, addr: number, len: number, flags: number, next: number): void {
-    const at = this.desc + 16 * i;
-    this.#mem.writeU64(at, BigInt(addr));
-    this.#mem.writeU32(at + 8, len);
-    this.#mem.writeU16(at + 12, flags);
-    this.#mem.writeU16(at + 14, next);
-  }
-
-  /** Makes a chain available; returns its head and the buffers' addresses. */
-  add(bufs: readonly Buf[]): { head: number; addrs: number[] } {
-    const ids = bufs.map(() => this.#nextDesc++ % this.size);
-    const addrs: number[] = [];
-    bufs.forEach((b, k) => {
-      const len = b.data ? b.data.length : b.writable ?? 0;
-      const addr = this.#data;
-      this.#data += (len + 15) & ~15;
-      if (b.data) this.#mem.write(addr, b.data);
-      let flags = b.writable !== undefined ? VIRTQ_DESC_F.write : 0;
-      if (k + 1 < bufs.length) flags |= VIRTQ_DESC_F.next;
-      this.setDesc(ids[k], addr, len, flags, ids[k + 1] ?? 0);
-      addrs.push(addr);
-    });
-    this.publish(ids[0]);
-    return { head: ids[0], addrs };
-  }
-
-  /** Puts head into the avail ring and bumps avail idx. */
-  publish(head: number): void {
-    this.#mem.writeU16(this.avail + 4 + 2 * (this.#availIdx % this.size), head);
-    this.#availIdx = (this.#availIdx + 1) & 0xffff;
-    this.#mem.writeU16(this.avail + 2, this.#availIdx);
-  }
-
-  /** Sets avail flags. */
-  setAvailFlags(flags: number): void {
-    this.#mem.writeU16(this.avail, flags);
-  }
-
-  /** Used elements published since the last call. */
-  takeUsed(): { id: number; len: number }[] {
-    const idx = this.#mem.readU16(this.used + 2);
-    const out = [];
-    while (this.#usedSeen !== idx) {
-      const at = this.used + 4 + 8 * (this.#usedSeen % this.size);
-      out.push({ id: this.#mem.readU32(at), len: this.#mem.readU32(at + 4) });
-      this.#usedSeen = (this.#usedSeen + 1) & 0xffff;
-    }
-    return out;
-  }
-}
-
-function fakeContext(
-  memory: GuestMemory,
-  features = 0n,
-  config: Uint8Array = new Uint8Array(16),
-) {
-  const interrupts: number[] = [];
-  const logs: string[] = [];
-  const ctx: VirtioQueueContext = {
-    memory,
-    features,
-    config,
-    interrupt: (q) => void interrupts.push(q),
-    configChanged: () => {},
-    log: (m) => void logs.push(m),
-  };
-  return { ctx, interrupts, logs };
-}
+import { Driver, fakeContext, newMemory, RAM } from "./_testing.ts";
 
 // ---------------------------------------------------------------------------
 // Net fixtures.
@@ -238,11 +121,11 @@ Deno.test("virtio-net tx: header skipped, frame sent, buffer returned empty (§5
   const { tx, tap, h, interrupts } = setup();
   const f1 = frame(60, 1);
   const f2 = frame(1514, 2);
-  const a = tx.add([{ data: header() }, { data: f1 }]);
+  const a = tx.chain([{ data: header() }, { data: f1 }]);
   // Header and frame in one buffer, and a frame split across two.
   const both = new Uint8Array(NET_HDR_SIZE + f2.length);
   both.set(f2, NET_HDR_SIZE);
-  const b = tx.add([{ data: both.subarray(0, 100) }, { data: both.subarray(100) }]);
+  const b = tx.chain([{ data: both.subarray(0, 100) }, { data: both.subarray(100) }]);
   h.notify(1);
   assert.deepEqual(tap.sent, [f1, f2]);
   assert.deepEqual(tx.takeUsed(), [{ id: a.head, len: 0 }, { id: b.head, len: 0 }]);
@@ -306,8 +189,8 @@ function readRx(mem: GuestMemory, addr: number, len: number) {
 
 Deno.test("virtio-net rx: frames behind a zeroed header, num_buffers 1 (§5.1.6.4)", () => {
   const { mem, rx, tap, h, interrupts } = setup();
-  const a = rx.add([{ writable: 1526 }]);
-  const b = rx.add([{ writable: 1526 }]);
+  const a = rx.chain([{ writable: 1526 }]);
+  const b = rx.chain([{ writable: 1526 }]);
   const f1 = frame(60, 3);
   const f2 = frame(1514, 4);
   tap.inbox.push(f1, f2);
@@ -328,7 +211,7 @@ Deno.test("virtio-net rx: frames behind a zeroed header, num_buffers 1 (§5.1.6.
 
 Deno.test("virtio-net rx: header and frame in separate buffers", () => {
   const { mem, rx, tap, h } = setup();
-  const a = rx.add([{ writable: NET_HDR_SIZE }, { writable: 100 }, { writable: 1500 }]);
+  const a = rx.chain([{ writable: NET_HDR_SIZE }, { writable: 100 }, { writable: 1500 }]);
   const f = frame(300, 9);
   tap.inbox.push(f);
   h.ready!(42);
@@ -346,7 +229,7 @@ Deno.test("virtio-net rx: no buffers stops polling the tap; notify(0) resumes", 
   assert.deepEqual(h.pollFds!(), []);
   assert.equal(tap.receives, 0); // the frames wait in the tap
   assert.equal(tap.inbox.length, 2);
-  const a = rx.add([{ writable: 1526 }]);
+  const a = rx.chain([{ writable: 1526 }]);
   h.notify(0);
   assert.deepEqual(rx.takeUsed(), [{ id: a.head, len: NET_HDR_SIZE + 60 }]);
   assert.deepEqual(interrupts, [0]);
@@ -371,7 +254,7 @@ Deno.test("virtio-net rx: buffers but nothing from the tap keeps the tap polled"
 
 Deno.test("virtio-net rx: a frame larger than the buffer is dropped, the buffer kept", () => {
   const { mem, rx, tap, h } = setup();
-  const a = rx.add([{ writable: 200 }]);
+  const a = rx.chain([{ writable: 200 }]);
   const small = frame(100, 5);
   tap.inbox.push(frame(500), frame(NET_HDR_SIZE - 1), small);
   h.ready!(42);
@@ -391,8 +274,8 @@ Deno.test("virtio-net rx: a frame over the largest is dropped (truncated by the 
 
 Deno.test("virtio-net rx: a buffer too small for any frame is returned empty", () => {
   const { rx, tap, h, interrupts } = setup();
-  const tiny = rx.add([{ writable: NET_HDR_SIZE + ETH_HLEN - 1 }]);
-  const ok = rx.add([{ writable: 1526 }]);
+  const tiny = rx.chain([{ writable: NET_HDR_SIZE + ETH_HLEN - 1 }]);
+  const ok = rx.chain([{ writable: 1526 }]);
   tap.inbox.push(frame(60));
   h.ready!(42);
   assert.deepEqual(rx.takeUsed(), [

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../lib/guest_memory.ts";
 import {
   createRngHandler,
   RANDOM_SOURCE_MAX_FILL,
@@ -7,103 +6,14 @@ import {
   VIRTIO_RNG_MAX_CHAIN_BYTES,
   virtioRngModel,
 } from "./rng.ts";
-import { SplitQueue } from "./queue.ts";
 import {
   featureBit,
   VIRTIO_F,
   VIRTIO_ID,
-  type VirtioQueueContext,
   VIRTQ_AVAIL_F_NO_INTERRUPT,
-  VIRTQ_DESC_F,
   VirtqueueError,
 } from "./types.ts";
-
-// ---------------------------------------------------------------------------
-// A tiny driver: one split queue in 1 MiB of guest RAM (§2.7).
-
-const RAM = 1 << 20;
-const QSIZE = 256;
-const DESC = 0x1000;
-const AVAIL = 0x3000;
-const USED = 0x4000;
-
-interface Buf {
-  gpa: number;
-  len: number;
-  write: boolean;
-}
-
-class Driver {
-  readonly mem = new GuestMemory(new Uint8Array(RAM), [{ name: "ram", gpa: 0, size: RAM }]);
-  readonly queue = new SplitQueue(this.mem, {
-    size: QSIZE,
-    desc: DESC,
-    avail: AVAIL,
-    used: USED,
-    eventIdx: false,
-    indirect: false,
-  });
-  #desc = 0;
-  #avail = 0;
-  #used = 0;
-  #heap = 0x10000;
-
-  /** A buffer pre-filled with 0xee. */
-  buf(len: number, write: boolean): Buf {
-    const gpa = this.#heap;
-    this.#heap += (len + 15) & ~15;
-    assert.ok(this.#heap < RAM, "test heap exhausted");
-    this.mem.fill(gpa, len, 0xee);
-    return { gpa, len, write };
-  }
-
-  add(bufs: readonly Buf[]): number {
-    const head = this.#desc % QSIZE;
-    bufs.forEach((b, i) => {
-      const index = (this.#desc + i) % QSIZE;
-      const at = DESC + 16 * index;
-      const last = i === bufs.length - 1;
-      this.mem.writeU64(at, BigInt(b.gpa));
-      this.mem.writeU32(at + 8, b.len);
-      this.mem.writeU16(
-        at + 12,
-        (last ? 0 : VIRTQ_DESC_F.next) | (b.write ? VIRTQ_DESC_F.write : 0),
-      );
-      this.mem.writeU16(at + 14, last ? 0 : (index + 1) % QSIZE);
-    });
-    this.#desc += bufs.length;
-    this.mem.writeU16(AVAIL + 4 + 2 * (this.#avail % QSIZE), head);
-    this.#avail = (this.#avail + 1) & 0xffff;
-    this.mem.writeU16(AVAIL + 2, this.#avail);
-    return head;
-  }
-
-  takeUsed(): { id: number; len: number }[] {
-    const out = [];
-    const idx = this.mem.readU16(USED + 2);
-    while (this.#used !== idx) {
-      const at = USED + 4 + 8 * (this.#used % QSIZE);
-      out.push({ id: this.mem.readU32(at), len: this.mem.readU32(at + 4) });
-      this.#used = (this.#used + 1) & 0xffff;
-    }
-    return out;
-  }
-}
-
-class FakeContext implements VirtioQueueContext {
-  readonly config = new Uint8Array(0);
-  readonly features = featureBit(VIRTIO_F.version1);
-  readonly interrupts: number[] = [];
-  readonly logs: string[] = [];
-  constructor(readonly memory: GuestMemory) {}
-  interrupt(q: number): void {
-    this.interrupts.push(q);
-  }
-  configChanged(): void {}
-  log(message: string): void {
-    this.logs.push(message);
-  }
-}
+import { AVAIL, Driver, FakeContext, RAM } from "./_testing.ts";
 
 /** Fills with a running counter (never 0xee first) and records each call's size. */
 class CountingSource implements RandomSource {
@@ -119,7 +29,7 @@ class CountingSource implements RandomSource {
 
 function setup() {
   const d = new Driver();
-  const ctx = new FakeContext(d.mem);
+  const ctx = new FakeContext(d.mem, featureBit(VIRTIO_F.version1), new Uint8Array(0));
   const source = new CountingSource();
   const handler = createRngHandler(ctx, [d.queue], source);
   return { d, ctx, source, handler };
