@@ -40,6 +40,7 @@
 import { ChainReader, ChainWriter, serveAvailable, type SplitQueue } from "./queue.ts";
 import {
   type DescriptorChain,
+  errorText,
   featureBit,
   VIRTIO_ID,
   type VirtioDeviceModel,
@@ -301,11 +302,6 @@ export function virtioBlkModel(o: VirtioBlkOptions): VirtioDeviceModel {
 /** "0x1f" for messages. */
 function hex(n: number): string {
   return `0x${n.toString(16)}`;
-}
-
-/** The message of any thrown value. */
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /**

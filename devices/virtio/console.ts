@@ -30,6 +30,7 @@
 import { ChainReader, ChainWriter, type SplitQueue } from "./queue.ts";
 import {
   type DescriptorChain,
+  errorText,
   featureBit,
   VIRTIO_ID,
   type VirtioDeviceModel,
@@ -306,7 +307,7 @@ class ConsoleQueueHandler implements VirtioQueueHandler {
         for (let i = this.#txAt; i < views.length; i++) lost += views[i].length;
         this.stats.txErrors++;
         this.stats.txDropped += lost;
-        this.#ctx.log(`output: ${lost} bytes lost: ${(e as Error)?.message ?? e}`);
+        this.#ctx.log(`output: ${lost} bytes lost: ${errorText(e)}`);
         break;
       }
       n = Number.isInteger(n) ? Math.min(Math.max(n, 0), v.length) : 0;
@@ -353,7 +354,7 @@ class ConsoleQueueHandler implements VirtioQueueHandler {
       } catch (e) {
         this.stats.rxErrors++;
         this.#inputClosed = true;
-        this.#ctx.log(`input failed, no longer read: ${(e as Error)?.message ?? e}`);
+        this.#ctx.log(`input failed, no longer read: ${errorText(e)}`);
         break;
       }
       if (n < 0) {

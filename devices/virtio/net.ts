@@ -34,6 +34,7 @@
 import { ChainReader, ChainWriter, type SplitQueue } from "./queue.ts";
 import {
   type DescriptorChain,
+  errorText,
   featureBit,
   VIRTIO_ID,
   type VirtioDeviceModel,
@@ -381,7 +382,7 @@ class NetQueueHandler implements VirtioQueueHandler {
       this.#backend.send(frame);
     } catch (e) {
       this.stats.txErrors++;
-      this.#ctx.log(`transmit: ${(e as Error)?.message ?? e}`);
+      this.#ctx.log(`transmit: ${errorText(e)}`);
       return;
     }
     this.stats.txFrames++;
@@ -421,7 +422,7 @@ class NetQueueHandler implements VirtioQueueHandler {
         n = this.#backend.receive(this.#rxBuf);
       } catch (e) {
         this.stats.rxErrors++;
-        this.#ctx.log(`receive: ${(e as Error)?.message ?? e}`);
+        this.#ctx.log(`receive: ${errorText(e)}`);
         if (++this.#rxErrorRun >= RX_MAX_ERRORS) {
           this.#rxBroken = true;
           this.#ctx.log(`receive failed ${RX_MAX_ERRORS} times in a row: no longer reading`);

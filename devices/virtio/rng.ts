@@ -22,6 +22,7 @@
 import { ChainWriter, serveAvailable, type SplitQueue } from "./queue.ts";
 import {
   type DescriptorChain,
+  errorText,
   VIRTIO_ID,
   type VirtioDeviceModel,
   type VirtioQueueContext,
@@ -60,11 +61,6 @@ export function virtioRngModel(): VirtioDeviceModel {
     configSize: 0, // §5.4.4: none.
     initConfig(_config: Uint8Array): void {},
   };
-}
-
-/** The message of any thrown value. */
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /**

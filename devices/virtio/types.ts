@@ -58,6 +58,11 @@ export const VIRTIO_F = {
   accessPlatform: 33,
 } as const;
 
+/** The message of any thrown value (a backend may throw anything), for device logs. */
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** A feature bit number as a mask. */
 export function featureBit(bit: number): bigint {
   return 1n << BigInt(bit);

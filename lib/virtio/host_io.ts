@@ -75,14 +75,6 @@ export function closeFd(fd: number): void {
 }
 
 /**
- * Blocks until one of `fds` is readable (or in error) or `timeoutMs`
- * passes (-1: no limit); returns the readable ones. EINTR returns [].
- */
-export function pollReadable(fds: readonly number[], timeoutMs: number): number[] {
-  return pollFds(fds, [], timeoutMs);
-}
-
-/**
  * Blocks until one of `readable` is readable or one of `writable` writable
  * (or either in error), or `timeoutMs` passes (-1: no limit); returns the
  * ready fds. EINTR returns [].

@@ -7,7 +7,7 @@ import {
   listenUnix,
   newEventfd,
   openTap,
-  pollReadable,
+  pollFds,
   signalEventfd,
   SocketConsoleBackend,
   TapBackend,
@@ -21,13 +21,13 @@ const close = (fd: number) => libc().fn.close(fd);
 Deno.test("host_io: an eventfd wakes poll once signalled and reads back empty after a drain", () => {
   const a = newEventfd(), b = newEventfd();
   try {
-    assert.deepEqual(pollReadable([a, b], 0), []);
+    assert.deepEqual(pollFds([a, b], [], 0), []);
     signalEventfd(b);
     signalEventfd(b);
-    assert.deepEqual(pollReadable([a, b], 1000), [b]);
+    assert.deepEqual(pollFds([a, b], [], 1000), [b]);
     assert.equal(drainEventfd(b), true);
     assert.equal(drainEventfd(b), false, "the counter was read whole");
-    assert.deepEqual(pollReadable([a, b], 0), []);
+    assert.deepEqual(pollFds([a, b], [], 0), []);
   } finally {
     close(a);
     close(b);
@@ -81,19 +81,19 @@ Deno.test("host_io: a socket console talks to one client at a time, both ways", 
     const listener = b.fd;
     assert.equal(b.write(new TextEncoder().encode("lost")), 4, "no client: dropped, taken");
     const conn = await Deno.connect({ transport: "unix", path });
-    assert.deepEqual(pollReadable([listener], 1000), [listener]);
+    assert.deepEqual(pollFds([listener], [], 1000), [listener]);
     const buf = new Uint8Array(64);
     assert.equal(b.read(buf), 0, "the first read accepts the client");
     assert.notEqual(b.fd, listener);
     await conn.write(new TextEncoder().encode("in"));
-    assert.deepEqual(pollReadable([b.fd], 1000), [b.fd]);
+    assert.deepEqual(pollFds([b.fd], [], 1000), [b.fd]);
     assert.equal(b.read(buf), 2);
     assert.equal(new TextDecoder().decode(buf.subarray(0, 2)), "in");
     assert.equal(b.write(new TextEncoder().encode("out")), 3);
     const got = new Uint8Array(8);
     assert.equal(await conn.read(got), 3);
     conn.close();
-    assert.deepEqual(pollReadable([b.fd], 1000), [b.fd]);
+    assert.deepEqual(pollFds([b.fd], [], 1000), [b.fd]);
     assert.equal(b.read(buf), 0, "end of file drops the client");
     assert.equal(b.fd, listener, "back to listening");
   } finally {

@@ -35,7 +35,6 @@ import { createNetHandler } from "../../devices/virtio/net.ts";
 import { createConsoleHandler } from "../../devices/virtio/console.ts";
 import { createRngHandler } from "../../devices/virtio/rng.ts";
 import {
-  closeFd,
   drainEventfd,
   FileBlockBackend,
   FileConsoleBackend,
@@ -326,7 +325,6 @@ function run(init: IoWorkerInit): void {
   for (const fd of [spec.wakeFd, ...queueFds]) drainEventfd(fd);
   Atomics.store(stop, IO_STOPPED, 1);
   Atomics.notify(stop, IO_STOPPED);
-  void closeFd; // fds belong to the machine, which closes them
 }
 
 self.onmessage = (e: MessageEvent<IoWorkerInit>) => {
